@@ -1,0 +1,227 @@
+"""VisionTower (ViT) and TextTower (causal transformer), with the plugin hook points.
+
+Hook points, in order, for each tower:
+
+* ``embed`` hooks, after the tokens are embedded (patches + CLS + positional embedding for vision,
+  before ``ln_pre``; token + positional embedding for text);
+* ``block`` hooks, before every block, with the block index.
+
+Plugins that add vision tokens append them after the patch tokens; the tower pools the CLS token (or
+the mean of the patch tokens) and reports patch tokens from positions ``1 .. 1 + grid**2``, so
+appended tokens never leak into the outputs. Token order carries no meaning in a ViT once the
+positional embedding is added, so appending is equivalent to inserting after CLS (VPT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from .config import TextConfig, VisionConfig
+from .transformer import BlockHook, QuickGELU, ResidualBlock, Transformer
+
+__all__ = ["TextOutput", "TextTower", "TowerContext", "VisionOutput", "VisionTower"]
+
+EmbedHook = Callable[[torch.Tensor, "TowerContext"], torch.Tensor]
+
+
+@dataclass
+class TowerContext:
+    """What a hook knows about the current forward pass.
+
+    Attributes:
+        tower: ``'vision'`` or ``'text'``.
+        batch_size: Number of images or texts.
+        tokens: Text token ids [B, L] as run (after truncation); None for vision.
+        eot_index: Position of the end-of-text token per text [B]; hooks that move tokens update it.
+        num_patches: Patch tokens of the vision tower (grid**2); 0 for text.
+        aux: Auxiliary outputs that plugins record (router logits, ...); returned with the features.
+    """
+
+    tower: str
+    batch_size: int
+    tokens: torch.Tensor | None = None
+    eot_index: torch.Tensor | None = None
+    num_patches: int = 0
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VisionOutput:
+    pooled: torch.Tensor  # [B, embed_dim]
+    patch_tokens: torch.Tensor | None  # [B, grid**2, width] after ln_post, before proj; on request
+    aux: dict[str, Any]
+
+
+@dataclass
+class TextOutput:
+    pooled: torch.Tensor  # [B, embed_dim]
+    tokens: torch.Tensor | None  # [B, L, width] after ln_final; on request
+    eot_index: torch.Tensor  # [B]
+    aux: dict[str, Any]
+
+
+def _layers(
+    width: int, layers: int, heads: int, mlp_ratio: float, causal: bool, quick_gelu: bool, eps: float, ls: float | None
+) -> Transformer:
+    act = QuickGELU if quick_gelu else nn.GELU
+    norm = partial(nn.LayerNorm, eps=eps)
+    return Transformer(
+        [
+            ResidualBlock(width, heads, mlp_ratio, causal=causal, act_layer=act, norm_layer=norm, ls_init_value=ls)
+            for _ in range(layers)
+        ]
+    )
+
+
+class _HookedTower(nn.Module):
+    """Holds the hook lists that ``CLIP`` fills when plugins attach (plain lists: not submodules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_hooks: list[EmbedHook] = []
+        self.block_hooks: list[BlockHook] = []
+
+    def _run_embed_hooks(self, x: torch.Tensor, context: TowerContext) -> torch.Tensor:
+        for hook in self.embed_hooks:
+            x = hook(x, context)
+        return x
+
+
+class VisionTower(_HookedTower):
+    """ViT image tower; parameter names follow open_clip's ``VisionTransformer``."""
+
+    def __init__(self, cfg: VisionConfig, embed_dim: int, quick_gelu: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        width = cfg.width
+        self.grid_size = cfg.grid_size
+        self.conv1 = nn.Conv2d(3, width, kernel_size=cfg.patch_size, stride=cfg.patch_size, bias=False)
+        scale = width**-0.5
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid_size**2 + 1, width))
+        self.ln_pre = nn.Identity() if cfg.no_ln_pre else nn.LayerNorm(width, eps=cfg.norm_eps)
+        self.transformer = _layers(
+            width, cfg.layers, cfg.heads, cfg.mlp_ratio, False, quick_gelu, cfg.norm_eps, cfg.ls_init_value
+        )
+        self.ln_post = nn.LayerNorm(width, eps=cfg.norm_eps)
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+
+    @property
+    def width(self) -> int:
+        return self.cfg.width
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patchify, prepend CLS, add positional embedding: [B, 3, H, W] -> [B, 1 + grid**2, width]."""
+        x = rearrange(self.conv1(images), "b c h w -> b (h w) c")
+        cls = repeat(self.class_embedding, "c -> b 1 c", b=x.shape[0]).to(x.dtype)
+        return torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+
+    def forward(self, images: torch.Tensor, output_tokens: bool = False) -> VisionOutput:
+        if images.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
+            raise ValueError(
+                f"images are {tuple(images.shape[-2:])} but the vision tower expects "
+                f"{self.cfg.image_size}x{self.cfg.image_size}"
+            )
+        context = TowerContext("vision", images.shape[0], num_patches=self.grid_size**2)
+        x = self._run_embed_hooks(self.embed(images), context)
+        x = self.transformer(self.ln_pre(x), self.block_hooks, context)  # [B, N, width]
+        return self.head(x, context, output_tokens)
+
+    def head(self, x: torch.Tensor, context: TowerContext, output_tokens: bool = False) -> VisionOutput:
+        """Pool, normalise and project the last block's tokens (open_clip's ``_pool`` then ``proj``)."""
+        patches = slice(1, 1 + context.num_patches)
+        if self.cfg.final_ln_after_pool:
+            pooled = x[:, 0] if self.cfg.pool_type == "tok" else x[:, patches].mean(dim=1)
+            pooled, tokens = self.ln_post(pooled), x[:, patches]
+        else:
+            x = self.ln_post(x)
+            pooled = x[:, 0] if self.cfg.pool_type == "tok" else x[:, patches].mean(dim=1)
+            tokens = x[:, patches]
+        return VisionOutput(pooled @ self.proj, tokens if output_tokens else None, context.aux)
+
+
+class TextTower(_HookedTower):
+    """Causal text tower with exact dynamic truncation.
+
+    Under a causal mask, tokens after the end-of-text token cannot change the pooled feature, so the
+    tower runs only up to the longest EOT position of the batch (``dynamic_truncation``).
+    """
+
+    def __init__(self, cfg: TextConfig, embed_dim: int, quick_gelu: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.context_length = cfg.context_length
+        self.dynamic_truncation = cfg.causal
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
+        self.transformer = _layers(
+            cfg.width, cfg.layers, cfg.heads, cfg.mlp_ratio, cfg.causal, quick_gelu, cfg.norm_eps, cfg.ls_init_value
+        )
+        self.ln_final = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
+        if cfg.proj_bias:
+            self.text_projection: nn.Module | nn.Parameter = nn.Linear(cfg.width, embed_dim)
+        else:
+            self.text_projection = nn.Parameter(torch.empty(cfg.width, embed_dim))
+        self._init_parameters()
+
+    def _init_parameters(self) -> None:
+        # open_clip's TextTransformer.init_parameters
+        width, layers = self.cfg.width, self.cfg.layers
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        for block in self.transformer.resblocks:
+            nn.init.normal_(block.attn.qkv.weight, std=width**-0.5)
+            nn.init.normal_(block.attn.out_proj.weight, std=(width**-0.5) * ((2 * layers) ** -0.5))
+            nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
+            nn.init.normal_(block.mlp.c_proj.weight, std=(width**-0.5) * ((2 * layers) ** -0.5))
+        weight = self.text_projection.weight if isinstance(self.text_projection, nn.Linear) else self.text_projection
+        nn.init.normal_(weight, std=width**-0.5)
+
+    @property
+    def width(self) -> int:
+        return self.cfg.width
+
+    def eot_index(self, text: torch.Tensor) -> torch.Tensor:
+        if self.cfg.pool_type == "argmax":
+            return text.argmax(dim=-1)  # the EOT token has the largest id of CLIP's vocabulary
+        return (text == self.cfg.eos_id).int().argmax(dim=-1)
+
+    def forward(self, text: torch.Tensor, output_tokens: bool = False) -> TextOutput:
+        if text.dim() != 2:
+            raise ValueError(f"text must be token ids of shape [batch, length], got {tuple(text.shape)}")
+        if text.shape[1] > self.positional_embedding.shape[0]:
+            raise ValueError(
+                f"text has {text.shape[1]} tokens but the tower has {self.positional_embedding.shape[0]} positions; "
+                "tokenize with clipadapt.get_tokenizer(name, model=model)"
+            )
+        eot = self.eot_index(text)
+        if self.dynamic_truncation and not output_tokens:
+            text = text[:, : int(eot.max()) + 1]  # exact under the causal mask; one host sync
+        context = TowerContext("text", text.shape[0], tokens=text, eot_index=eot)
+        x = self.token_embedding(text) + self.positional_embedding[: text.shape[1]]
+        x = self._run_embed_hooks(x, context)
+        x = self.ln_final(self.transformer(x, self.block_hooks, context))  # [B, L, width]
+        pooled = x[torch.arange(x.shape[0], device=x.device), context.eot_index]
+        if isinstance(self.text_projection, nn.Linear):
+            pooled = self.text_projection(pooled)
+        else:
+            pooled = pooled @ self.text_projection
+        return TextOutput(pooled, x if output_tokens else None, context.eot_index, context.aux)
+
+
+def hooks_of(plugins: Sequence[Any], tower: str) -> tuple[list[EmbedHook], list[BlockHook]]:
+    """The bound hook methods of ``plugins`` that act on ``tower``, in list order."""
+    embed, block = [], []
+    for plugin in plugins:
+        if tower in plugin.hooked_towers("embed"):
+            embed.append(plugin.embed_hook)
+        if tower in plugin.hooked_towers("block"):
+            block.append(plugin.block_hook)
+    return embed, block
