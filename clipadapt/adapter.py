@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .factory import create_model
-from .models.checkpoint import CheckpointMismatchError, file_sha256
+from .models.checkpoint import CheckpointMismatchError
 from .models.clip import CLIP
 
 __all__ = ["adapter_state_dict", "load_adapter", "save_adapter"]
@@ -120,13 +120,13 @@ def load_adapter(
             raise FileNotFoundError(
                 f"adapter {path} refers to base weights {base}, which do not exist; pass pretrained=<path>"
             )
-        if base is not None and meta.get("base") and meta["base"].get("sha256"):
-            if file_sha256(base) != meta["base"]["sha256"]:
-                warnings.warn(
-                    f"base weights {base} differ from those adapter {path} was trained on (sha256 mismatch)",
-                    stacklevel=2,
-                )
         model = create_model(meta["model"], pretrained=base, plugins=meta.get("plugins") or [])
+        recorded = (meta.get("base") or {}).get("sha256")
+        if recorded and model.base_weights and model.base_weights["sha256"] != recorded:
+            warnings.warn(
+                f"base weights {base} differ from those adapter {path} was trained on (sha256 mismatch)",
+                stacklevel=2,
+            )
     own = model.state_dict()
     missing = sorted(k for k in state if k not in own)
     shapes = sorted(
@@ -137,7 +137,11 @@ def load_adapter(
     if missing or shapes:
         raise CheckpointMismatchError(
             f"adapter {path} does not fit model {model.cfg.name!r}: "
-            + "; ".join(filter(None, [f"shape mismatches {shapes}" if shapes else "", f"unknown keys {missing}" if missing else ""]))
+            + "; ".join(
+                filter(
+                    None, [f"shape mismatches {shapes}" if shapes else "", f"unknown keys {missing}" if missing else ""]
+                )
+            )
         )
     model.load_state_dict(state, strict=False)
     return model

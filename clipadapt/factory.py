@@ -10,8 +10,14 @@ from typing import Any
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 
-from .models.checkpoint import CheckpointMismatchError, describe_mismatch, file_sha256, from_open_clip
-from .models.checkpoint import load_checkpoint_file, to_open_clip
+from .models.checkpoint import (
+    CheckpointMismatchError,
+    describe_mismatch,
+    file_sha256,
+    from_open_clip,
+    load_checkpoint_file,
+    to_open_clip,
+)
 from .models.clip import CLIP
 from .models.config import load_model_config
 from .plugins.base import Plugin

@@ -128,12 +128,16 @@ def load_model_config(model: str | Path | dict[str, Any]) -> CLIPConfig:
         known = list(own) + open_clip.list_models()
         close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"unknown model {text!r}: not an open_clip config name, a clipadapt config or a JSON path.{hint}")
+        raise KeyError(
+            f"unknown model {text!r}: not an open_clip config name, a clipadapt config or a JSON path.{hint}"
+        )
     return parse_model_config(copy.deepcopy(cfg), text)
 
 
 def _reject(name: str, what: str) -> UnsupportedModelError:
-    return UnsupportedModelError(f"model {name!r} uses {what}, which clipadapt cannot represent exactly. Supported: {SUPPORTED}.")
+    return UnsupportedModelError(
+        f"model {name!r} uses {what}, which clipadapt cannot represent exactly. Supported: {SUPPORTED}."
+    )
 
 
 def _check_keys(name: str, tower: str, cfg: dict[str, Any], allowed: set[str], defaults: dict[str, Any]) -> None:
@@ -226,7 +230,9 @@ def parse_model_config(cfg: dict[str, Any], name: str) -> CLIPConfig:
     if vcfg.pool_type not in ("tok", "avg"):
         raise _reject(name, f"vision pool_type={vcfg.pool_type!r}")
     if vcfg.image_size % vcfg.patch_size:
-        raise ValueError(f"model config {name!r}: image_size {vcfg.image_size} is not a multiple of patch_size {vcfg.patch_size}")
+        raise ValueError(
+            f"model config {name!r}: image_size {vcfg.image_size} is not a multiple of patch_size {vcfg.patch_size}"
+        )
 
     t_eps = _norm_eps(name, "text", text)
     causal = not text.pop("no_causal_mask", False)
