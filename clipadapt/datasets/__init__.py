@@ -1,0 +1,42 @@
+"""Data sets in real formats, their transforms, and the synthetic world that writes those formats.
+
+- :class:`FewShotDataset`: image folders + CoOp split JSON (k-shot, base/novel).
+- :class:`ImageTextDataset`: open_clip-style image-text CSV, optional long captions.
+- transforms (``LoadImage``, ``RandomResizedCrop``, ``Resize``, ``CenterCrop``,
+  ``RandomHorizontalFlip``) on ``torchvision.transforms.v2``, registered in ``TRANSFORMS``.
+- :mod:`clipadapt.datasets.synthetic`: the procedural world (``ensure_synthetic_world``).
+"""
+
+from .base import BaseClipDataset
+from .few_shot import FewShotDataset, few_shot_sample, subsample_classes
+from .image_text import ImageTextDataset
+from .synthetic import WorldConfig, ensure_synthetic_world, generate_synthetic_world
+from .transforms import (
+    CenterCrop,
+    LoadImage,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    V2Transform,
+    build_pipeline,
+    to_boxes,
+)
+
+__all__ = [
+    "BaseClipDataset",
+    "CenterCrop",
+    "FewShotDataset",
+    "ImageTextDataset",
+    "LoadImage",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
+    "Resize",
+    "V2Transform",
+    "WorldConfig",
+    "build_pipeline",
+    "ensure_synthetic_world",
+    "few_shot_sample",
+    "generate_synthetic_world",
+    "subsample_classes",
+    "to_boxes",
+]
