@@ -4,6 +4,6 @@ Each plugin is a folder written exactly as a third party would write it: it uses
 public API and registers itself in ``clipadapt.registry.PLUGINS`` when imported.
 """
 
-from . import vpt
+from . import maple, vpt
 
-__all__ = ["vpt"]
+__all__ = ["maple", "vpt"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -74,6 +76,23 @@ class CLIP(nn.Module):
             "text_features": self.encode_text(text, normalize=True) if text is not None else None,
             "logit_scale": self.logit_scale.exp(),
         }
+
+    def class_prompt_templates(self, default: Sequence[str]) -> list[str]:
+        """The templates class prompts must use: the attached plugins' (they must agree), else ``default``."""
+        required = {p.text_template for p in self.plugins.values() if p.text_template is not None}
+        if len(required) > 1:
+            raise ValueError(f"attached plugins require different class prompt templates: {sorted(required)}")
+        return list(required) if required else list(default)
+
+    @contextlib.contextmanager
+    def plugins_disabled(self) -> Iterator[None]:
+        """Run the base CLIP without any token hook (frozen zero-shot features for regularisers)."""
+        saved = (self.visual.embed_hooks, self.visual.block_hooks, self.text.embed_hooks, self.text.block_hooks)
+        self.visual.embed_hooks, self.visual.block_hooks, self.text.embed_hooks, self.text.block_hooks = [], [], [], []
+        try:
+            yield
+        finally:
+            self.visual.embed_hooks, self.visual.block_hooks, self.text.embed_hooks, self.text.block_hooks = saved
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.visual.transformer.grad_checkpointing = enable

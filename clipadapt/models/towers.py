@@ -2,8 +2,10 @@
 
 Hook points, in order, for each tower:
 
-* ``embed`` hooks, after the tokens are embedded (patches + CLS + positional embedding for vision,
-  before ``ln_pre``; token + positional embedding for text);
+* ``embed`` hooks, after the tokens are embedded: for vision after patches + CLS + positional
+  embedding, before ``ln_pre`` (where MaPLe appends its vision prompts); for text after the token
+  embedding and *before* the positional embedding, which is added to whatever the hooks return (CoOp
+  and MaPLe substitute learned context for token embeddings, and the context gets positions);
 * ``block`` hooks, before every block, with the block index.
 
 Plugins that add vision tokens append them after the patch tokens; the tower pools the CLS token (or
@@ -205,8 +207,8 @@ class TextTower(_HookedTower):
         if self.dynamic_truncation and not output_tokens:
             text = text[:, : int(eot.max()) + 1]  # exact under the causal mask; one host sync
         context = TowerContext("text", text.shape[0], tokens=text, eot_index=eot)
-        x = self.token_embedding(text) + self.positional_embedding[: text.shape[1]]
-        x = self._run_embed_hooks(x, context)
+        x = self._run_embed_hooks(self.token_embedding(text), context)  # prompt learners substitute tokens here
+        x = x + self.positional_embedding[: x.shape[1]]
         x = self.ln_final(self.transformer(x, self.block_hooks, context))  # [B, L, width]
         pooled = x[torch.arange(x.shape[0], device=x.device), context.eot_index]
         if isinstance(self.text_projection, nn.Linear):

@@ -43,11 +43,14 @@ class Plugin(nn.Module):
             ``plugins.<prefix>.*``. Defaults to the lower-cased class name.
         hook_towers: Which towers the token hooks act on, per hook kind, e.g.
             ``{"embed": ("vision",), "block": ("vision", "text")}``. Hooks not listed are never called.
+        text_template: The template class prompts must use (``"a photo of a {}."``), for plugins
+            whose text hooks assume a token layout (CoOp, MaPLe); None leaves the task's templates.
         exportable: The adapted model is still an open_clip CLIP (the plugin only changes base
             weights or shapes); ``clipadapt.to_open_clip_state_dict`` refuses the others.
     """
 
     prefix: ClassVar[str] = ""
+    text_template: str | None = None
     hook_towers: ClassVar[dict[str, tuple[str, ...]]] = {}
     exportable: ClassVar[bool] = False
 
@@ -87,7 +90,11 @@ class Plugin(nn.Module):
 
     # 2. token hooks ---------------------------------------------------------------------------
     def embed_hook(self, x: torch.Tensor, context: TowerContext) -> torch.Tensor:
-        """Rewrite the embedded tokens [B, N, C] of a tower; called for towers in ``hook_towers['embed']``."""
+        """Rewrite the embedded tokens [B, N, C] of a tower; called for towers in ``hook_towers['embed']``.
+
+        Vision: after patch, CLS and positional embedding, before ``ln_pre``. Text: token embeddings,
+        before the positional embedding is added.
+        """
         return x
 
     def block_hook(self, index: int, x: torch.Tensor, context: TowerContext) -> torch.Tensor:

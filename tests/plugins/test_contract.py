@@ -12,7 +12,7 @@ from clipadapt.models import TowerContext
 from clipadapt.plugins import Plugin, PluginCompatibilityError, registered_plugins
 
 # Constructor arguments small enough for the tiny model; plugins absent here use their defaults.
-TINY_ARGS: dict[str, dict] = {"VPT": {"num_tokens": 2, "depth": 2}}
+TINY_ARGS: dict[str, dict] = {"VPT": {"num_tokens": 2, "depth": 2}, "MaPLe": {"depth": 3}}
 
 
 def _batch(model: clipadapt.CLIP) -> tuple[torch.Tensor, torch.Tensor]:
