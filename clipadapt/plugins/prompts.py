@@ -11,8 +11,9 @@ from einops import repeat
 
 from ..factory import get_tokenizer
 from ..models.clip import CLIP
+from ..models.towers import TowerContext
 
-__all__ = ["append_tokens", "context_from_words", "overwrite_last", "overwrite_span"]
+__all__ = ["append_tokens", "check_context_fits", "context_from_words", "overwrite_last", "overwrite_span"]
 
 
 def context_from_words(clip: CLIP, words: str, n_ctx: int) -> torch.Tensor:
@@ -51,3 +52,13 @@ def overwrite_last(x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
 def append_tokens(x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
     """``prompts`` appended after the existing tokens."""
     return torch.cat([x, _batch(prompts, x)], dim=1)
+
+
+def check_context_fits(context: TowerContext, n_ctx: int, owner: str) -> None:
+    """Raise unless every text ends after token ``n_ctx``: context at ``1..n_ctx`` must not cover the EOT."""
+    short = (context.eot_index <= n_ctx).nonzero().flatten().tolist()
+    if short:
+        raise ValueError(
+            f"{owner} replaces tokens 1..{n_ctx} with learned context, but text row(s) {short[:8]} end at or before "
+            f"token {n_ctx}; encode class prompts built from the plugin's text_template"
+        )

@@ -9,7 +9,13 @@ from torch import nn
 
 from clipadapt.models import CLIP, TowerContext
 from clipadapt.plugins import Plugin, PluginCompatibilityError
-from clipadapt.plugins.prompts import append_tokens, context_from_words, overwrite_last, overwrite_span
+from clipadapt.plugins.prompts import (
+    append_tokens,
+    check_context_fits,
+    context_from_words,
+    overwrite_last,
+    overwrite_span,
+)
 from clipadapt.registry import PLUGINS
 
 
@@ -69,6 +75,7 @@ class MaPLe(Plugin):
 
     def embed_hook(self, x: torch.Tensor, context: TowerContext) -> torch.Tensor:
         if context.tower == "text":
+            check_context_fits(context, self.n_ctx, "MaPLe")
             return overwrite_span(x, self.ctx, start=1)
         return append_tokens(x, self.proj(self.ctx))
 

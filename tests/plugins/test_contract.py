@@ -12,7 +12,12 @@ from clipadapt.models import TowerContext
 from clipadapt.plugins import Plugin, PluginCompatibilityError, registered_plugins
 
 # Constructor arguments small enough for the tiny model; plugins absent here use their defaults.
-TINY_ARGS: dict[str, dict] = {"VPT": {"num_tokens": 2, "depth": 2}, "MaPLe": {"depth": 3}}
+TINY_ARGS: dict[str, dict] = {
+    "VPT": {"num_tokens": 2, "depth": 2},
+    "MaPLe": {"depth": 3},
+    "CoOp": {"n_ctx": 2},
+    "IVLP": {"n_ctx_text": 2, "n_ctx_vision": 2, "depth_text": 3, "depth_vision": 3},
+}
 
 
 def _batch(model: clipadapt.CLIP) -> tuple[torch.Tensor, torch.Tensor]:
