@@ -9,8 +9,10 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOG_PROCESSORS as MMENGINE_LOG_PROCESSORS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -18,6 +20,7 @@ from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
 __all__ = [
@@ -26,9 +29,11 @@ __all__ = [
     "EVALUATOR",
     "FUNCTIONS",
     "HOOKS",
+    "LOG_PROCESSORS",
     "LOOPS",
     "METRICS",
     "MODELS",
+    "MODEL_WRAPPERS",
     "OPTIMIZERS",
     "OPTIM_WRAPPERS",
     "OPTIM_WRAPPER_CONSTRUCTORS",
@@ -36,9 +41,12 @@ __all__ = [
     "PLUGINS",
     "TRANSFORMS",
     "VISBACKENDS",
+    "VISUALIZERS",
 ]
 
-MODELS = Registry("model", parent=MMENGINE_MODELS, scope="clipadapt", locations=["clipadapt.models"])
+MODELS = Registry(
+    "model", parent=MMENGINE_MODELS, scope="clipadapt", locations=["clipadapt.models", "clipadapt.models.tasks"]
+)
 # Plugins are modules that attach to a CLIP; they live in their own registry so that an unknown
 # plugin type lists only plugins, not every model of the scope.
 PLUGINS = Registry("plugin", parent=MODELS, scope="clipadapt", locations=["clipadapt.plugins"])
@@ -66,3 +74,10 @@ PARAM_SCHEDULERS = Registry(
     "parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope="clipadapt", locations=["clipadapt.engine"]
 )
 VISBACKENDS = Registry("vis_backend", parent=MMENGINE_VISBACKENDS, scope="clipadapt", locations=["clipadapt.engine"])
+VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="clipadapt", locations=["clipadapt.engine"])
+MODEL_WRAPPERS = Registry(
+    "model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope="clipadapt", locations=["clipadapt.engine"]
+)
+LOG_PROCESSORS = Registry(
+    "log_processor", parent=MMENGINE_LOG_PROCESSORS, scope="clipadapt", locations=["clipadapt.engine"]
+)

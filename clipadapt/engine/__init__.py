@@ -1,0 +1,48 @@
+"""Training-side machinery on top of MMEngine: hooks, optimizer constructors, config preparation.
+
+Model code (``clipadapt.models``, the plugins) never imports this package.
+
+- :class:`ClassNamesHook`, :class:`AdapterCheckpointHook`, :class:`ProgressBarHook`;
+- :class:`TrainableOptimWrapperConstructor` (the optimizer sees trainable parameters only),
+  :class:`AutocastOptimWrapper` (bf16 autocast on CPU or GPU);
+- :func:`enable_safe_resume`: resuming under ``torch.load(weights_only=True)``;
+- :func:`prepare_config` / :func:`check_config`: readable errors for unknown config keys, and the
+  ``cache://`` / ``synthetic://`` paths;
+- :func:`ensure_tiny_clip`: the tiny base CLIP pretrained on the synthetic world, cached.
+"""
+
+# The tasks and metrics register into MODELS / METRICS; a runner built from here must find them.
+from clipadapt.evaluation import BaseNovelAccuracy, RetrievalRecall, Top1Accuracy  # noqa: F401
+from clipadapt.models import tasks  # noqa: F401
+
+from .config_check import ConfigKeyError, check_config
+from .distributed import CPUDistributedDataParallel, init_cpu_process_group, use_cpu_ddp
+from .hooks import AdapterCheckpointHook, ClassNamesHook, ProgressBarHook
+from .optim import AutocastOptimWrapper, TrainableOptimWrapperConstructor
+from .prepare import cache_dir, data_dir, prepare_config, resolve_uri
+from .prompt_aggregation import GaussianPromptAggregationHook
+from .safe_load import SAFE_GLOBALS, enable_safe_resume
+from .tiny_clip import ensure_tiny_clip, find_config, tiny_clip_path
+
+__all__ = [
+    "SAFE_GLOBALS",
+    "AdapterCheckpointHook",
+    "AutocastOptimWrapper",
+    "CPUDistributedDataParallel",
+    "ClassNamesHook",
+    "ConfigKeyError",
+    "GaussianPromptAggregationHook",
+    "ProgressBarHook",
+    "TrainableOptimWrapperConstructor",
+    "cache_dir",
+    "check_config",
+    "data_dir",
+    "enable_safe_resume",
+    "ensure_tiny_clip",
+    "find_config",
+    "init_cpu_process_group",
+    "prepare_config",
+    "resolve_uri",
+    "tiny_clip_path",
+    "use_cpu_ddp",
+]

@@ -1,0 +1,179 @@
+"""Readable errors for config keys that do not exist, before the runner builds anything.
+
+MMEngine reads the top-level keys it knows and silently ignores the others (``max_epoch=5`` does
+nothing), and builds objects with ``cls(**kwargs)``, so a misspelt argument is a ``TypeError`` deep in
+a traceback. :func:`check_config` walks the config first and raises :class:`ConfigKeyError` naming
+the key, where it is, and the closest known key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mmengine.runner import Runner
+
+from clipadapt import registry as R
+from clipadapt.plugins import load_plugin_modules
+
+__all__ = ["ConfigKeyError", "check_config", "known_arguments"]
+
+# Read by Runner.from_cfg / Runner itself, or by MMEngine's config machinery.
+_RUNNER_KEYS = set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
+_MMENGINE_KEYS = {
+    "_base_",
+    "custom_imports",
+    "model_wrapper_cfg",
+    "compile",
+    "sync_bn",
+    "find_unused_parameters",
+    "activation_checkpointing",
+    "efficient_conv_bn_eval",
+    "strategy",
+    "gpu_ids",
+    "runner_type",
+}
+# clipadapt's own top-level keys (read by tools/train.py's config preparation).
+_CLIPADAPT_KEYS = {"synthetic_world"}
+# Helper variables that MMEngine-style configs conventionally define at top level.
+_CONVENTIONAL_HELPERS = {"data_root", "dataset_type", "train_pipeline", "val_pipeline", "test_pipeline"}
+TOP_LEVEL_KEYS = _RUNNER_KEYS | _MMENGINE_KEYS | _CLIPADAPT_KEYS | _CONVENTIONAL_HELPERS
+
+# Keys that MMEngine's builders pop before calling the class.
+_DATALOADER_EXTRA = {"dataset", "sampler", "batch_sampler", "collate_fn", "worker_init_fn", "num_batch_per_epoch"}
+_OPTIM_WRAPPER_EXTRA = {"optimizer", "paramwise_cfg", "constructor"}
+_LOOP_EXTRA = {"by_epoch"}
+
+
+class ConfigKeyError(ValueError):
+    """A config key that nothing reads, or an argument that the configured class does not take."""
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def known_arguments(obj: Callable[..., Any]) -> set[str] | None:
+    """Keyword arguments that ``obj(**kwargs)`` accepts; ``None`` when it takes any (``**kwargs`` all the way down).
+
+    A class whose ``__init__`` forwards ``**kwargs`` to its base gets the union along the MRO, down to
+    the first ``__init__`` without ``**kwargs``.
+    """
+    if inspect.isclass(obj):
+        targets = [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c) and c is not object]
+    else:
+        targets = [obj]
+    names: set[str] = set()
+    for target in targets:
+        try:
+            params = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            return None
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return names if inspect.isclass(obj) and not targets else None
+
+
+def _check(cfg: Any, registry: Any, where: str, default_type: str | None = None, extra: set[str] = frozenset()) -> Any:
+    """Check the keys of one ``dict(type=...)`` config against its class; returns the class (or None)."""
+    if not isinstance(cfg, dict):
+        return None
+    kind = cfg.get("type", default_type)
+    if kind is None:
+        return None
+    cls = registry.get(kind) if isinstance(kind, str) else kind
+    if cls is None:
+        known = list(registry.module_dict) + (list(registry.parent.module_dict) if registry.parent else [])
+        raise ConfigKeyError(f"{where}.type: unknown {registry.name} type {kind!r}{_suggest(str(kind), known)}")
+    allowed = known_arguments(cls)
+    if allowed is None:
+        return cls
+    allowed |= extra
+    for key in cfg:
+        if key != "type" and key not in allowed:
+            raise ConfigKeyError(
+                f"{where}.{key}: {getattr(cls, '__name__', cls)} has no argument {key!r}{_suggest(key, allowed)} "
+                f"(it takes: {', '.join(sorted(allowed))})"
+            )
+    return cls
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, (list, tuple)):
+        return [(f"[{i}]", v) for i, v in enumerate(value)]
+    return [("", value)] if value is not None else []
+
+
+def _check_dataset(dataset: Any, where: str) -> None:
+    if not isinstance(dataset, dict):
+        return
+    if "datasets" in dataset:  # ConcatDataset and friends
+        for suffix, child in _items(dataset["datasets"]):
+            _check_dataset(child, f"{where}.datasets{suffix}")
+    if "dataset" in dataset:  # RepeatDataset, ClassBalancedDataset
+        _check_dataset(dataset["dataset"], f"{where}.dataset")
+    _check(dataset, R.DATASETS, where)
+    for suffix, step in _items(dataset.get("pipeline")):
+        _check(step, R.TRANSFORMS, f"{where}.pipeline{suffix}")
+
+
+def check_config(cfg: Any) -> None:
+    """Raise :class:`ConfigKeyError` for the first key of ``cfg`` that nothing would read.
+
+    Top level: the runner's keys, MMEngine's, ``synthetic_world``, the conventional helpers
+    (``data_root``, ``train_pipeline``, ...) and any name starting with ``_`` (a private helper
+    variable of the config file). Below: every ``dict(type=...)`` of the model, its plugins and data
+    preprocessor, the data loaders, data sets and transforms, evaluators, hooks, optimizer wrapper,
+    optimizer, schedulers and loops is checked against its class's arguments.
+    """
+    for key in cfg:
+        if key.startswith("_") or key in TOP_LEVEL_KEYS:
+            continue
+        raise ConfigKeyError(
+            f"unknown top-level config key {key!r}{_suggest(key, TOP_LEVEL_KEYS)} "
+            "(helper variables of a config file must start with '_')"
+        )
+    model = cfg.get("model")
+    _check(model, R.MODELS, "model")
+    load_plugin_modules()  # built-in plugins and the clipadapt.plugins entry points
+    if isinstance(model, dict):
+        for suffix, plugin in _items(model.get("plugins")):
+            _check(plugin, R.PLUGINS, f"model.plugins{suffix}")
+        _check(model.get("data_preprocessor"), R.MODELS, "model.data_preprocessor")
+    loops = {"train_cfg": None, "val_cfg": "ValLoop", "test_cfg": "TestLoop"}
+    for phase in ("train", "val", "test"):
+        loader = cfg.get(f"{phase}_dataloader")
+        if isinstance(loader, dict):
+            from torch.utils.data import DataLoader
+
+            allowed = (known_arguments(DataLoader) or set()) | _DATALOADER_EXTRA
+            for key in loader:
+                if key not in allowed:
+                    raise ConfigKeyError(
+                        f"{phase}_dataloader.{key}: not a data loader argument{_suggest(key, allowed)}"
+                    )
+            _check_dataset(loader.get("dataset"), f"{phase}_dataloader.dataset")
+            _check(loader.get("sampler"), R.DATA_SAMPLERS, f"{phase}_dataloader.sampler")
+        for suffix, metric in _items(cfg.get(f"{phase}_evaluator") if phase != "train" else None):
+            registry = R.EVALUATOR if isinstance(metric, dict) and "metrics" in metric else R.METRICS
+            _check(metric, registry, f"{phase}_evaluator{suffix}")
+        loop = cfg.get(f"{phase}_cfg")
+        if isinstance(loop, dict):
+            default = loops[f"{phase}_cfg"]
+            if phase == "train" and "type" not in loop:
+                default = "EpochBasedTrainLoop" if loop.get("by_epoch", True) else "IterBasedTrainLoop"
+            _check(loop, R.LOOPS, f"{phase}_cfg", default, _LOOP_EXTRA | {"runner", "dataloader", "evaluator"})
+    for name, hook in (cfg.get("default_hooks") or {}).items():
+        _check(hook, R.HOOKS, f"default_hooks.{name}")
+    for suffix, hook in _items(cfg.get("custom_hooks")):
+        _check(hook, R.HOOKS, f"custom_hooks{suffix}")
+    wrapper = cfg.get("optim_wrapper")
+    if isinstance(wrapper, dict) and "optimizer" in wrapper:
+        _check(wrapper, R.OPTIM_WRAPPERS, "optim_wrapper", "OptimWrapper", _OPTIM_WRAPPER_EXTRA)
+        _check(wrapper["optimizer"], R.OPTIMIZERS, "optim_wrapper.optimizer", extra={"params"})
+    for suffix, scheduler in _items(cfg.get("param_scheduler")):
+        _check(scheduler, R.PARAM_SCHEDULERS, f"param_scheduler{suffix}", extra={"optimizer", "convert_to_iter_based"})

@@ -1,0 +1,153 @@
+"""Runner hooks for adaptation: class names from the data, adapter-only checkpoints, a progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from clipadapt.adapter import adapter_metadata, adapter_state_dict
+from clipadapt.registry import HOOKS
+
+__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "ProgressBarHook", "unwrap"]
+
+CLIP_PREFIX = "clip."  # where the tasks keep their CLIP
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside a DDP / FSDP wrapper."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def _dataset_classes(dataloader: Any) -> list[str] | None:
+    dataset = getattr(dataloader, "dataset", None)
+    metainfo = getattr(dataset, "metainfo", None) or {}
+    classes = metainfo.get("classes")
+    return list(classes) if classes else None
+
+
+@HOOKS.register_module()
+class ClassNamesHook(Hook):
+    """Give the model the class names of the data set it is about to see (``dataset.metainfo['classes']``).
+
+    Before training, validation and testing it calls ``model.set_classnames`` with the classes of
+    that loop's data set, and restores the training classes after a validation inside training. So a
+    model trained on base classes is validated on novel ones with the right prompts. Models without
+    ``set_classnames`` (contrastive) and data sets without classes are left alone.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self) -> None:
+        self._in_training = False
+
+    def _set(self, runner: Any, dataloader: Any) -> None:
+        model = unwrap(runner.model)
+        classes = _dataset_classes(dataloader)
+        if classes is not None and hasattr(model, "set_classnames"):
+            model.set_classnames(classes)
+
+    def before_train(self, runner: Any) -> None:
+        self._in_training = True
+        self._set(runner, runner.train_dataloader)
+
+    def after_train(self, runner: Any) -> None:
+        self._in_training = False
+
+    def before_val(self, runner: Any) -> None:
+        self._set(runner, runner.val_loop.dataloader)
+
+    def after_val(self, runner: Any) -> None:
+        if self._in_training:  # a validation inside training: back to the training classes
+            self._set(runner, runner.train_dataloader)
+
+    def before_test(self, runner: Any) -> None:
+        self._set(runner, runner.test_loop.dataloader)
+
+
+@HOOKS.register_module()
+class AdapterCheckpointHook(Hook):
+    """Checkpoints of an adapted model hold the adapter, not a second copy of the frozen base CLIP.
+
+    When the model's CLIP carries plugins, ``checkpoint['state_dict']`` is pruned before saving to
+    the adapter keys (:func:`clipadapt.adapter.adapter_state_dict`: plugin state, trainable
+    parameters, replaced modules) and ``checkpoint['meta']['clipadapt']`` records the model config,
+    the plugins and the base weights (path and sha256). Optimizer state is small already (only
+    trainable parameters have any). A model without plugins (full fine-tuning, pretraining) is saved
+    whole.
+
+    On loading (``load_from`` or ``resume``) the missing base keys are filled in from the model's
+    current state (the base weights it was built with), so the load is complete and quiet; a base
+    file whose hash differs from the recorded one gets a warning.
+    """
+
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        model = unwrap(runner.model)
+        clip = getattr(model, "clip", None)
+        if clip is None or not len(clip.plugins):
+            return
+        keep = {CLIP_PREFIX + k for k in adapter_state_dict(clip)}
+        state = checkpoint["state_dict"]
+        checkpoint["state_dict"] = type(state)(
+            (k, v) for k, v in state.items() if k in keep or not k.startswith(CLIP_PREFIX)
+        )
+        checkpoint.setdefault("meta", {})["clipadapt"] = adapter_metadata(clip)
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        info = (checkpoint.get("meta") or {}).get("clipadapt")
+        if info is None:
+            return
+        model = unwrap(runner.model)
+        clip = getattr(model, "clip", None)
+        recorded = (info.get("base") or {}).get("sha256")
+        current = clip.base_weights if clip is not None else None
+        if recorded and current and current.get("sha256") != recorded:
+            runner.logger.warning(
+                f"the checkpoint's adapter was trained on base weights {info['base'].get('path')} "
+                f"(sha256 {recorded[:12]}...), but the model was built from {current.get('path')} "
+                f"(sha256 {current.get('sha256', '')[:12]}...)"
+            )
+        elif recorded and current is None:
+            runner.logger.warning(
+                f"the checkpoint's adapter was trained on base weights {info['base'].get('path')}, but the model "
+                "was built without pretrained weights (model.pretrained=None)"
+            )
+        state = checkpoint["state_dict"]
+        for key, value in model.state_dict().items():
+            if key not in state and key.startswith(CLIP_PREFIX):
+                state[key] = value
+
+
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """A tqdm bar over the training iterations (for quiet runs, such as building the tiny CLIP).
+
+    Args:
+        desc: Text in front of the bar.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, desc: str = "training") -> None:
+        self.desc = desc
+        self._bar: Any = None
+
+    def before_train(self, runner: Any) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=runner.max_iters, initial=runner.iter, desc=self.desc, unit="it", dynamic_ncols=True)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._bar is not None:
+            loss = (outputs or {}).get("loss")
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            self._bar.update(1)
+
+    def after_train(self, runner: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

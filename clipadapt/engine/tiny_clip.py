@@ -1,0 +1,155 @@
+"""The tiny base CLIP: ``tiny-vit`` pretrained contrastively on the synthetic world, cached, rebuilt when missing.
+
+No weights can be downloaded here, so every method needs a base CLIP that knows something. This one
+is trained by the config ``configs/clip/clip_tiny-vit_1xb64_synthetic.py`` (a few minutes on two CPU
+cores) through the same runner as every other config, and saved as an open_clip state dict
+(``open_clip.create_model('tiny-vit' config)`` loads it unchanged) at
+``$CLIPADAPT_CACHE/tiny-vit-synthetic.pt`` (default ``~/.cache/clipadapt``), written atomically,
+with a JSON note beside it. Configs refer to it as ``pretrained='cache://tiny-vit-synthetic'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .prepare import cache_dir
+
+__all__ = ["CACHED_MODELS", "PRETRAIN_CONFIG", "ensure_tiny_clip", "find_config", "tiny_clip_path"]
+
+PRETRAIN_CONFIG = "clip/clip_tiny-vit_1xb64_synthetic.py"
+NAME = "tiny-vit-synthetic"
+
+
+def tiny_clip_path() -> Path:
+    return cache_dir() / f"{NAME}.pt"
+
+
+def find_config(relpath: str) -> Path:
+    """A config of clipadapt's ``configs/`` folder: ``$CLIPADAPT_CONFIGS`` first, then the source checkout."""
+    roots = [Path(os.environ["CLIPADAPT_CONFIGS"])] if os.environ.get("CLIPADAPT_CONFIGS") else []
+    roots.append(Path(__file__).resolve().parents[2] / "configs")
+    for root in roots:
+        if (root / relpath).is_file():
+            return root / relpath
+    raise FileNotFoundError(
+        f"config {relpath} not found under {[str(r) for r in roots]}; "
+        "set CLIPADAPT_CONFIGS to clipadapt's configs/ folder"
+    )
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock: several processes (ranks, test workers) asking at once build the model once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks on this platform
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the cache is as readable as any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pretrain_tiny_clip(
+    out: Path, config: str | os.PathLike[str] | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Run the pretraining config in this process and write the open_clip state dict to ``out``."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from clipadapt.factory import to_open_clip_state_dict
+
+    from .hooks import unwrap
+    from .prepare import prepare_config
+    from .safe_load import enable_safe_resume
+
+    enable_safe_resume()
+    cfg = Config.fromfile(str(config or find_config(PRETRAIN_CONFIG)))
+    cfg.work_dir = str(cache_dir() / "work" / NAME)
+    cfg.log_level = "WARNING"  # the progress bar speaks instead
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=50)
+    if progress:
+        cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="ProgressBarHook", desc="tiny CLIP")]
+    cfg.experiment_name = f"{NAME}-{time.strftime('%Y%m%d_%H%M%S')}"
+    prepare_config(cfg)
+    start = time.time()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    clip = unwrap(runner.model).clip
+    _atomic_save(to_open_clip_state_dict(clip.float().cpu()), out)
+    info = {
+        "model": "tiny-vit",
+        "config": str(config or PRETRAIN_CONFIG),
+        "synthetic_world": dict(cfg.get("synthetic_world") or {}),
+        "iterations": runner.iter,
+        "seconds": round(time.time() - start, 1),
+        "logs": str(Path(cfg.work_dir) / runner.timestamp),
+    }
+    out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    # The runner's file handler keeps its log open; release it so repeated builds do not leak.
+    for handler in list(runner.logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            runner.logger.removeHandler(handler)
+    return info
+
+
+def ensure_tiny_clip(force: bool = False, progress: bool = True) -> Path:
+    """Path of the cached tiny base CLIP (open_clip state dict), pretraining it first when missing.
+
+    Args:
+        force: Pretrain again even when the file exists.
+        progress: Show a progress bar while pretraining.
+
+    Returns:
+        ``$CLIPADAPT_CACHE/tiny-vit-synthetic.pt``.
+    """
+    path = tiny_clip_path()
+    if path.is_file() and not force:
+        return path
+    with _file_lock(path.with_name(f".{path.name}.lock")):
+        if path.is_file() and not force:  # another process built it while we waited
+            return path
+        print(
+            f"clipadapt: the tiny base CLIP is not cached at {path}; pretraining it on the synthetic world "
+            "(a few minutes on 2 CPU cores, done once)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        info = pretrain_tiny_clip(path, progress=progress)
+        print(f"clipadapt: tiny base CLIP saved to {path} ({info['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    return path
+
+
+# Names that ``cache://<name>`` resolves, each to a function that returns the local path.
+CACHED_MODELS: dict[str, Callable[[], Path]] = {NAME: ensure_tiny_clip}

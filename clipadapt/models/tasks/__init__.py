@@ -1,0 +1,23 @@
+"""The MMEngine models: each owns a CLIP and its plugins, and has ``loss`` / ``predict`` / ``tensor`` modes.
+
+- :class:`PromptClassifier`: class names -> prompts -> text features; image features -> logits.
+- :class:`ImageTextContrastive`: CLIP's symmetric InfoNCE, gathered across ranks, short and long captions.
+- :class:`ClipDataPreprocessor`: uint8 images -> normalised floats on the model's device.
+"""
+
+from .base import ClipTask
+from .contrastive import ImageTextContrastive, clip_loss, gather_features
+from .preprocessor import ClipDataPreprocessor
+from .prompt_classifier import PromptClassifier
+from .templates import TEMPLATE_SETS, resolve_templates
+
+__all__ = [
+    "TEMPLATE_SETS",
+    "ClipDataPreprocessor",
+    "ClipTask",
+    "ImageTextContrastive",
+    "PromptClassifier",
+    "clip_loss",
+    "gather_features",
+    "resolve_templates",
+]

@@ -1,0 +1,171 @@
+"""Image-text contrastive learning: CLIP's symmetric InfoNCE over features gathered from every rank."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from mmengine import dist
+from torch import nn
+
+from clipadapt.registry import MODELS
+
+from .base import ClipTask
+
+__all__ = ["ImageTextContrastive", "clip_loss", "gather_features"]
+
+
+def gather_features(features: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``features [B_rank, D]`` of every rank in rank order; only the local part has gradients.
+
+    open_clip's ``gather_features`` with ``gather_with_grad=False, local_loss=False``: the gathered
+    copies carry no gradient, the local slice is replaced by the tensor that does. Ranks may hold
+    different batch sizes (padded for the collective, trimmed after). Without a process group this
+    returns ``features`` itself.
+    """
+    if dist.get_world_size() == 1:
+        return features
+    rank = dist.get_rank()
+    sizes = dist.all_gather(torch.tensor([features.shape[0]], device=features.device))
+    sizes = [int(s.item()) for s in sizes]
+    padded = features.detach()
+    if features.shape[0] < max(sizes):
+        pad = features.new_zeros(max(sizes) - features.shape[0], *features.shape[1:])
+        padded = torch.cat([padded, pad])
+    parts = [p[:n] for p, n in zip(dist.all_gather(padded.contiguous()), sizes)]
+    parts[rank] = features
+    return torch.cat(parts)
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric cross-entropy of matching pairs; row ``i`` of each input is one pair. Features normalised."""
+    logits = logit_scale * image_features @ text_features.t()  # [N, N]
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits.float(), labels) + F.cross_entropy(logits.t().float(), labels)) / 2
+
+
+@MODELS.register_module()
+class ImageTextContrastive(ClipTask):
+    """CLIP's contrastive objective (Radford et al. 2021, https://arxiv.org/abs/2103.00020), as open_clip trains it.
+
+    The loss is the symmetric InfoNCE of the batch gathered across ranks (every rank computes the
+    full ``N x N`` logits; gradients flow through its own features). The learnable ``logit_scale`` is
+    clamped to ``log(max_logit_scale)`` before each training step, as open_clip does after each step.
+    With long captions in the batch (``data_samples['long_caption']``) a second InfoNCE on them is
+    added with weight ``long_caption_weight``; they are tokenised at the model's context length
+    (truncated at 77 tokens unless a plugin stretches it).
+
+    Modes: ``loss`` -> ``{'loss_contrastive', 'loss_long' (with long captions), **plugin losses}``;
+    ``predict`` -> one dict per sample with ``image_feature``, ``text_feature``, ``long_text_feature``
+    (with long captions) and ``index``/``img_path`` when the data provides them; ``tensor`` -> the
+    ``[B, B]`` image-to-text logits.
+
+    Args:
+        model_name: See :class:`ClipTask`.
+        pretrained: See :class:`ClipTask`.
+        plugins: See :class:`ClipTask`.
+        long_caption_weight: Weight of the long-caption loss; 0 ignores long captions.
+        max_logit_scale: Upper bound of ``logit_scale.exp()`` (open_clip: 100).
+        data_preprocessor: See :class:`ClipTask`.
+        grad_checkpointing: See :class:`ClipTask`.
+        init_cfg: See :class:`ClipTask`.
+    """
+
+    def __init__(
+        self,
+        model_name: str | dict[str, Any],
+        pretrained: str | None = None,
+        plugins: Sequence[dict[str, Any]] | None = None,
+        long_caption_weight: float = 1.0,
+        max_logit_scale: float = 100.0,
+        data_preprocessor: dict[str, Any] | nn.Module | None = None,
+        grad_checkpointing: bool = False,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(model_name, pretrained, plugins, data_preprocessor, grad_checkpointing, init_cfg)
+        if long_caption_weight < 0:
+            raise ValueError(f"long_caption_weight must be >= 0, got {long_caption_weight}")
+        if max_logit_scale <= 1:
+            raise ValueError(f"max_logit_scale must be > 1, got {max_logit_scale}")
+        self.long_caption_weight = long_caption_weight
+        self.max_logit_scale = max_logit_scale
+
+    def _captions(self, data_samples: dict[str, Any] | None, key: str) -> list[str] | None:
+        captions = (data_samples or {}).get(key)
+        if captions is None:
+            return None
+        return [captions] if isinstance(captions, str) else list(captions)
+
+    def forward(
+        self, inputs: torch.Tensor, data_samples: dict[str, Any] | None = None, mode: str = "tensor"
+    ) -> torch.Tensor | dict[str, torch.Tensor] | list[dict[str, Any]]:
+        """``inputs``: normalised images ``[B, 3, H, W]``; ``data_samples['caption']``: ``B`` strings."""
+        if mode not in ("loss", "predict", "tensor"):
+            raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+        captions = self._captions(data_samples, "caption")
+        if captions is None:
+            raise KeyError("ImageTextContrastive needs data_samples['caption'] (one string per image)")
+        if len(captions) != inputs.shape[0]:
+            raise ValueError(f"{inputs.shape[0]} images but {len(captions)} captions")
+        long_captions = self._captions(data_samples, "long_caption") if self.long_caption_weight > 0 else None
+        if mode == "loss" and self.training:
+            with torch.no_grad():
+                self.clip.logit_scale.clamp_(0, math.log(self.max_logit_scale))
+
+        image_output = self.clip.forward_image(inputs)
+        image_features = F.normalize(image_output.pooled, dim=-1)  # [B, D]
+        text_tokens = self.tokenize(captions)
+        text_output = self.clip.forward_text(text_tokens)
+        text_features = F.normalize(text_output.pooled, dim=-1)  # [B, D]
+        long_features = None
+        if long_captions is not None:
+            long_features = F.normalize(self.clip.forward_text(self.tokenize(long_captions)).pooled, dim=-1)
+        logit_scale = self.clip.logit_scale.exp()
+
+        if mode == "tensor":
+            return logit_scale * image_features @ text_features.t()
+        if mode == "predict":
+            return self._predictions(image_features, text_features, long_features, data_samples or {})
+
+        all_images = gather_features(image_features)
+        losses = {"loss_contrastive": clip_loss(all_images, gather_features(text_features), logit_scale)}
+        if long_features is not None:
+            long_loss = clip_loss(all_images, gather_features(long_features), logit_scale)
+            losses["loss_long"] = self.long_caption_weight * long_loss
+        outputs = dict(
+            task="contrastive",
+            images=inputs,
+            image_output=image_output,
+            image_features=image_features,
+            text_output=text_output,
+            text_tokens=text_tokens,
+            text_features=text_features,
+            long_text_features=long_features,
+            logit_scale=logit_scale,
+            data_samples=data_samples,
+        )
+        return self.add_plugin_losses(losses, outputs)
+
+    @staticmethod
+    def _predictions(
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        long_features: torch.Tensor | None,
+        data_samples: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        image_features, text_features = image_features.float().cpu(), text_features.float().cpu()
+        long_features = long_features.float().cpu() if long_features is not None else None
+        results = []
+        for i in range(image_features.shape[0]):
+            sample: dict[str, Any] = {"image_feature": image_features[i], "text_feature": text_features[i]}
+            if long_features is not None:
+                sample["long_text_feature"] = long_features[i]
+            for key in ("index", "img_path"):
+                if key in data_samples:
+                    value = data_samples[key][i]
+                    sample[key] = value.item() if isinstance(value, torch.Tensor) else value
+            results.append(sample)
+        return results

@@ -1,0 +1,127 @@
+"""PromptClassifier: prompts, logits, losses, and when the class text features are (re)computed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipadapt.registry import MODELS
+
+from .conftest import count_text_calls
+
+CLASSES = ["red circle", "blue square", "green star"]
+
+
+def build(plugins=(), templates="simple", **kwargs):
+    torch.manual_seed(0)
+    cfg = dict(
+        type="PromptClassifier", model_name="tiny-vit", plugins=list(plugins), classnames=CLASSES, templates=templates
+    )
+    return MODELS.build(dict(cfg, **kwargs))
+
+
+def batch(model, images):
+    return model.data_preprocessor({"inputs": images, "data_samples": {"label": torch.tensor([0, 1, 2])}})
+
+
+def test_logits_are_scaled_cosines_of_template_averages(images):
+    model = build(templates=["a {}.", "a photo of a {}."]).eval()
+    data = batch(model, images)
+    with torch.no_grad():
+        logits = model(data["inputs"], mode="tensor")
+        clip, tok = model.clip, model.tokenizer
+        per_template = [
+            F.normalize(clip.encode_text(tok([t.format(c) for c in CLASSES])), dim=-1) for t in model.templates
+        ]
+        text = F.normalize(torch.stack(per_template).mean(0), dim=-1)
+        image = F.normalize(clip.encode_image(data["inputs"]), dim=-1)
+        expected = clip.logit_scale.exp() * image @ text.t()
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_predict_and_loss_modes(images):
+    model = build(plugins=[dict(type="ToyTextPrompt", with_loss=True)])
+    data = batch(model, images)
+    losses = model(**data, mode="loss")
+    assert set(losses) == {"loss_cls", "loss_toy"}
+    model.eval()
+    with torch.no_grad():
+        logits = model(data["inputs"], mode="tensor")
+        preds = model(**data, mode="predict")
+    assert len(preds) == 3 and [p["gt_label"] for p in preds] == [0, 1, 2]
+    assert preds[0]["pred_score"].shape == (3,)
+    assert preds[1]["pred_label"] == int(logits[1].argmax())
+    torch.testing.assert_close(
+        losses["loss_cls"], F.cross_entropy(logits, torch.tensor([0, 1, 2])), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_frozen_text_features_computed_once(images):
+    """VPT hooks only the image tower: one text pass for many training steps and evaluations."""
+    model = build(plugins=[dict(type="VPT", num_tokens=2)], templates=["a {}.", "a photo of a {}."])
+    assert not model.text_depends_on_parameters()
+    calls = count_text_calls(model)
+    data = batch(model, images)
+    model.train()
+    for _ in range(3):
+        model(**data, mode="loss")["loss_cls"].backward()
+    assert len(calls) == 1  # 3 classes x 2 templates fit one text batch
+    model.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            model(**data, mode="predict")
+    assert len(calls) == 1
+    model.train()  # training resumes: the cache is dropped, computed once again
+    model(**data, mode="loss")
+    model(**data, mode="loss")
+    assert len(calls) == 2
+    model.set_classnames(CLASSES[:2])
+    model(data["inputs"][:2], {"label": torch.tensor([0, 1])}, mode="loss")
+    assert len(calls) == 3
+    model.set_classnames(CLASSES[:2])  # unchanged: no recomputation
+    model(data["inputs"][:2], {"label": torch.tensor([0, 1])}, mode="loss")
+    assert len(calls) == 3
+
+
+def test_text_hook_recomputes_in_training_once_in_eval(images):
+    model = build(plugins=[dict(type="ToyTextPrompt")])
+    assert model.text_depends_on_parameters()
+    calls = count_text_calls(model)
+    data = batch(model, images)
+    model.train()
+    for _ in range(3):
+        losses = model(**data, mode="loss")
+        losses["loss_cls"].backward()
+    assert len(calls) == 3
+    assert model.clip.plugins["toytext"].shift.grad is not None  # gradients reach the text prompt
+    model.eval()
+    with torch.no_grad():
+        for _ in range(4):
+            model(**data, mode="predict")
+    assert len(calls) == 4
+    with torch.no_grad():  # an update between evaluations must not be hidden by the cache
+        model.clip.plugins["toytext"].shift.add_(1.0)
+    model.train()
+    model.eval()
+    with torch.no_grad():
+        model(**data, mode="predict")
+    assert len(calls) == 5
+
+
+def test_text_batch_size_chunks(images):
+    model = build(templates="synthetic", text_batch_size=4).eval()  # 3 classes x 5 templates = 15 prompts
+    calls = count_text_calls(model)
+    with torch.no_grad():
+        model(batch(model, images)["inputs"], mode="tensor")
+    assert len(calls) == 4
+
+
+def test_missing_classnames_and_bad_templates(images):
+    model = MODELS.build(dict(type="PromptClassifier", model_name="tiny-vit"))
+    with pytest.raises(RuntimeError, match="ClassNamesHook"):
+        model(model.data_preprocessor({"inputs": images})["inputs"], mode="tensor")
+    with pytest.raises(ValueError, match="exactly one"):
+        MODELS.build(dict(type="PromptClassifier", model_name="tiny-vit", templates=["no slot"]))
+    with pytest.raises(ValueError, match="unknown template set"):
+        MODELS.build(dict(type="PromptClassifier", model_name="tiny-vit", templates="nonsense"))

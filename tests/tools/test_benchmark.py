@@ -1,0 +1,134 @@
+"""tools/benchmark.py runs end to end on the tiny model and reports well-formed rows.
+
+No test here asserts a duration or a speed ratio: only that the benchmark measures what it says.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "benchmark.py"
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("clipadapt_tools_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def json_rows() -> list[dict]:
+    cmd = [
+        sys.executable, str(SCRIPT), "--model", "tiny-vit", "--repeats", "1", "--json",
+        "--gemm-size", "256", "--min-sample-s", "0", "--threads", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # every stdout line is one JSON object
+
+
+def _positive_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_every_row_once(json_rows) -> None:
+    assert [row["name"] for row in json_rows] == list(benchmark.ROWS)
+
+
+def test_rows_have_the_public_keys(json_rows) -> None:
+    for row in json_rows:
+        for key in ("name", "clipadapt", "baseline", "unit", "ratio"):
+            assert key in row, (row["name"], key)
+        for key in ("clipadapt", "baseline", "ratio"):
+            assert _positive_finite(row[key]), (row["name"], key, row[key])
+        assert isinstance(row["unit"], str) and row["unit"]
+        assert row["model"] == "tiny-vit" and row["device"] == "cpu" and row["dtype"] == "fp32"
+        assert row["threads"] == 1
+        assert "goal" not in row  # the issue's goals are stated for ViT-B-16 on CPU only
+
+
+def test_ratio_is_clipadapt_over_baseline(json_rows) -> None:
+    for row in json_rows:
+        assert row["ratio"] == pytest.approx(row["clipadapt"] / row["baseline"], rel=1e-9), row["name"]
+        if "ratio_paired" in row:
+            assert _positive_finite(row["ratio_paired"])
+
+
+def test_parity_is_small(json_rows) -> None:
+    for row in json_rows:
+        assert "parity_max_abs_diff" in row, row["name"]
+        diff = row["parity_max_abs_diff"]
+        assert math.isfinite(diff) and 0 <= diff <= 1e-4, (row["name"], diff)
+
+
+def test_row_specific_fields(json_rows) -> None:
+    rows = {row["name"]: row for row in json_rows}
+    text = rows["text_forward"]
+    assert text["batch"] == 100 and text["baseline_tokens"] == 77
+    assert 1 < text["clipadapt_tokens"] < text["baseline_tokens"]
+
+    prompt = rows["prompt_forward_backward"]
+    assert prompt["num_classes"] == 100 and prompt["n_ctx"] == 4
+    assert _positive_finite(prompt["grad_max_abs"])
+    assert prompt["grad_max_abs_diff"] <= 1e-4 * max(1.0, prompt["grad_max_abs"])
+    assert prompt["loss_abs_diff"] <= 1e-4
+
+    eff = rows["image_forward_efficiency"]
+    assert eff["unit"] == "FLOP/s" and eff["gemm_size"] == 256
+    assert _positive_finite(eff["open_clip_fraction"]) and _positive_finite(eff["open_clip_flops_per_s"])
+    assert eff["open_clip_fraction"] == pytest.approx(eff["open_clip_flops_per_s"] / eff["baseline"], rel=1e-9)
+    for key in ("linears_flops_per_s", "linears_fraction", "fraction_of_linears"):
+        assert _positive_finite(eff[key]), key
+    assert eff["fraction_of_linears"] == pytest.approx(eff["clipadapt"] / eff["linears_flops_per_s"], rel=1e-9)
+    assert eff["model_gflop_per_image"] == pytest.approx(benchmark.image_flops(_cfg("tiny-vit")) / 1e9)
+
+
+def _cfg(name: str):
+    from clipadapt.models.config import load_model_config
+
+    return load_model_config(name)
+
+
+def test_flop_count_of_vit_b_16() -> None:
+    # open_clip's docs/model_profile.csv: 35.13 GFLOP per image for ViT-B-16 at 224.
+    assert benchmark.image_flops(_cfg("ViT-B-16")) / 1e9 == pytest.approx(35.13, abs=0.02)
+
+
+def test_table_output(capsys) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    args = ["--model", "tiny-vit", "--repeats", "1", "--rows", "text_forward", "--min-sample-s", "0", "--threads", "1"]
+    try:
+        assert benchmark.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "text_forward" in out and "texts/s" in out and "ratio" in out
+
+
+def test_unknown_row_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--rows", "image_forward,warp_speed"])
+
+
+def test_class_prompts_vary_in_length() -> None:
+    prompts = benchmark.class_prompts(100)
+    assert len(prompts) == len(set(prompts)) == 100
+    assert all(p.startswith("a photo of a ") and p.endswith(".") for p in prompts)
+    lengths = {len(p.split()) for p in prompts}
+    assert min(lengths) == 5 and max(lengths) >= 8

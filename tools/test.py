@@ -1,0 +1,92 @@
+"""Evaluate a clipadapt config, zero-shot or from a checkpoint of tools/train.py.
+
+    python tools/test.py configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py            # zero-shot
+    python tools/test.py configs/vpt/vpt_tiny-vit_1xb32_synthetic-dark-16shot.py work_dirs/.../epoch_10.pth
+
+A checkpoint of an adapted model holds the adapter only; the model is built from the config (the
+base weights of ``model.pretrained`` plus the plugins) and the adapter is loaded onto it. A warning
+says so when the base weights differ from those the adapter was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Evaluate a clipadapt model")
+    parser.add_argument("config", help="config file")
+    parser.add_argument(
+        "checkpoint", nargs="?", help="checkpoint of tools/train.py; none = the config's model as built"
+    )
+    parser.add_argument("--work-dir", help="where the evaluation logs go")
+    parser.add_argument("--out", help="also write the metrics to this JSON file")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value pairs")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        sys.exit(f"checkpoint not found: {args.checkpoint}")
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    # Evaluation needs no training pieces; dropping them also skips building what they refer to.
+    for key in (
+        "train_dataloader",
+        "train_cfg",
+        "optim_wrapper",
+        "param_scheduler",
+        "val_dataloader",
+        "val_cfg",
+        "val_evaluator",
+    ):
+        cfg.pop(key, None)
+    if cfg.get("test_dataloader") is None or cfg.get("test_evaluator") is None:
+        sys.exit(f"config {args.config} has no test_dataloader / test_evaluator to evaluate with")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    enable_safe_resume()
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    try:
+        prepare_config(cfg)
+    except ConfigKeyError as err:
+        sys.exit(f"error in config {args.config}: {err}")
+
+    from mmengine.runner import Runner
+
+    use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
+
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as handle:
+            json.dump({k: float(v) for k, v in metrics.items()}, handle, indent=2)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

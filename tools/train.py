@@ -1,0 +1,105 @@
+"""Train a clipadapt config with MMEngine's runner.
+
+    python tools/train.py configs/vpt/vpt_tiny-vit_1xb32_synthetic-dark-16shot.py
+    python tools/train.py CONFIG --work-dir work_dirs/run1 --cfg-options train_cfg.max_epochs=2
+    python tools/train.py CONFIG --resume                 # continue from the last checkpoint of work-dir
+    bash tools/dist_train.sh CONFIG 2                    # DDP over 2 processes (torchrun)
+
+Before the runner is built, the config is checked (a key that nothing reads is an error naming it)
+and its symbolic paths are resolved: ``synthetic://`` generates the synthetic world when missing,
+``cache://tiny-vit-synthetic`` pretrains the tiny base CLIP when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a clipadapt model")
+    parser.add_argument("config", help="config file (Python, MMEngine style)")
+    parser.add_argument("--work-dir", help="where logs, TensorBoard events and checkpoints go")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        type=str,
+        const="auto",
+        help="resume from a checkpoint; without a path, from the last checkpoint of the work dir",
+    )
+    parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 + loss scaling on GPU, bf16 on CPU)")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        help="override config entries, key=value pairs (e.g. train_cfg.max_epochs=2 model.pretrained=None)",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Fold the command line into the config (MMEngine's conventions)."""
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        import torch
+
+        wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
+        if wrapper in ("AmpOptimWrapper", "AutocastOptimWrapper"):
+            print(f"--amp: the config already uses {wrapper}", file=sys.stderr)
+        elif torch.cuda.is_available():
+            cfg.optim_wrapper.type = "AmpOptimWrapper"
+            cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+        else:  # MMEngine's AmpOptimWrapper needs CUDA; bf16 autocast needs no loss scaler
+            cfg.optim_wrapper.type = "AutocastOptimWrapper"
+            cfg.optim_wrapper.setdefault("dtype", "bfloat16")
+    if args.resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    enable_safe_resume()  # torch.load(weights_only=True) can read MMEngine's checkpoints
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    try:
+        prepare_config(cfg)
+    except ConfigKeyError as err:
+        sys.exit(f"error in config {args.config}: {err}")
+
+    from mmengine.runner import Runner
+
+    use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
+
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else _build_custom_runner(cfg)
+    runner.train()
+
+
+def _build_custom_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+
+    return RUNNERS.build(cfg)
+
+
+if __name__ == "__main__":
+    main()
