@@ -83,7 +83,7 @@ def run_one(path: str, seed: int, root: Path, options: dict[str, Any] | None, tr
         runner.train()
         checkpoint = osp.join(cfg.work_dir, f"epoch_{runner.max_epochs}.pth")
         if not osp.isfile(checkpoint):
-            checkpoint = osp.join(cfg.work_dir, open(osp.join(cfg.work_dir, "last_checkpoint")).read().strip())
+            checkpoint = Path(cfg.work_dir, "last_checkpoint").read_text().strip()
     base, novel = _test(cfg, "base", checkpoint), _test(cfg, "novel", checkpoint)
     return {"base": base, "novel": novel, "hm": harmonic_mean(base, novel)}
 
@@ -101,7 +101,9 @@ def summarise(rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
         writer = csv.DictWriter(handle, fieldnames=["method", "seed", "base", "novel", "hm"])
         writer.writeheader()
         writer.writerows(rows)
-        writer.writerows({"method": m["method"], "seed": "mean", **{k: m[k] for k in ("base", "novel", "hm")}} for m in means)
+        writer.writerows(
+            {"method": m["method"], "seed": "mean", **{k: m[k] for k in ("base", "novel", "hm")}} for m in means
+        )
     lines = ["| Method | Base | Novel | HM | seeds |", "|---|---|---|---|---|"]
     lines += [f"| {m['method']} | {m['base']:.2f} | {m['novel']:.2f} | {m['hm']:.2f} | {m['seeds']} |" for m in means]
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for seed in args.seeds if train else args.seeds[:1]:
             result = run_one(path, seed, root, args.cfg_options, train)
             rows.append({"method": osp.splitext(osp.basename(path))[0], "seed": seed, **result})
-            print(f"{rows[-1]['method']} seed {seed}: base {result['base']:.2f} novel {result['novel']:.2f} hm {result['hm']:.2f}")
+            print(f"{rows[-1]['method']} seed {seed}: " + " ".join(f"{k} {v:.2f}" for k, v in result.items()))
     return summarise(rows, root)
 
 
