@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from .factory import create_model
+from .fileio import atomic_write
 from .models.checkpoint import CheckpointMismatchError
 from .models.clip import CLIP
 
@@ -37,16 +37,6 @@ def adapter_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     }
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def adapter_metadata(model: CLIP) -> dict[str, Any]:
@@ -67,9 +57,9 @@ def save_adapter(model: CLIP, path: str | os.PathLike[str]) -> Path:
         from safetensors.torch import save_file
 
         tensors = {k: v.contiguous() for k, v in state.items()}
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"clipadapt": json.dumps(meta)}))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"clipadapt": json.dumps(meta)}))
     else:
-        _atomic_write(path, lambda tmp: torch.save({**meta, "state_dict": state}, tmp))
+        atomic_write(path, lambda tmp: torch.save({**meta, "state_dict": state}, tmp))
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from mmengine.config import Config, DictAction
 
 from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config
+from clipadapt.engine.cli import drop_training
 from clipadapt.evaluation import harmonic_mean
 
 METRIC = "accuracy/top1"
@@ -62,9 +63,7 @@ def _test(cfg: Config, subsample: str, checkpoint: str | None) -> float:
 
     cfg = cfg.copy()
     cfg.test_dataloader.dataset.subsample = subsample
-    for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler", "val_dataloader", "val_cfg"):
-        cfg.pop(key, None)
-    cfg.pop("val_evaluator", None)
+    drop_training(cfg)
     cfg.load_from = checkpoint
     cfg.resume = False
     cfg.experiment_name = f"test_{subsample}"

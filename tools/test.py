@@ -16,9 +16,10 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
+from clipadapt.engine.cli import add_runner_args, apply_runner_args, drop_training
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,39 +28,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "checkpoint", nargs="?", help="checkpoint of tools/train.py; none = the config's model as built"
     )
-    parser.add_argument("--work-dir", help="where the evaluation logs go")
     parser.add_argument("--out", help="also write the metrics to this JSON file")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value pairs")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_runner_args(parser)
+    return parser.parse_args(argv)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    apply_runner_args(cfg, args, args.config)
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         sys.exit(f"checkpoint not found: {args.checkpoint}")
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    # Evaluation needs no training pieces; dropping them also skips building what they refer to.
-    for key in (
-        "train_dataloader",
-        "train_cfg",
-        "optim_wrapper",
-        "param_scheduler",
-        "val_dataloader",
-        "val_cfg",
-        "val_evaluator",
-    ):
-        cfg.pop(key, None)
+    drop_training(cfg)  # evaluation then builds none of the training pieces
     if cfg.get("test_dataloader") is None or cfg.get("test_evaluator") is None:
         sys.exit(f"config {args.config} has no test_dataloader / test_evaluator to evaluate with")
     return cfg

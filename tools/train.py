@@ -13,19 +13,17 @@ and its symbolic paths are resolved: ``synthetic://`` generates the synthetic wo
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
+from clipadapt.engine.cli import add_runner_args, apply_runner_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a clipadapt model")
     parser.add_argument("config", help="config file (Python, MMEngine style)")
-    parser.add_argument("--work-dir", help="where logs, TensorBoard events and checkpoints go")
     parser.add_argument(
         "--resume",
         nargs="?",
@@ -34,28 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resume from a checkpoint; without a path, from the last checkpoint of the work dir",
     )
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 + loss scaling on GPU, bf16 on CPU)")
-    parser.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=DictAction,
-        help="override config entries, key=value pairs (e.g. train_cfg.max_epochs=2 model.pretrained=None)",
-    )
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_runner_args(parser)
+    return parser.parse_args(argv)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Fold the command line into the config (MMEngine's conventions)."""
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    apply_runner_args(cfg, args, args.config)
     if args.amp:
         import torch
 

@@ -1,0 +1,54 @@
+"""What the runner tools share: command-line options, merging them into a config, test-only configs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+__all__ = ["add_runner_args", "apply_runner_args", "drop_training"]
+
+TRAINING_KEYS = (
+    "train_dataloader",
+    "train_cfg",
+    "optim_wrapper",
+    "param_scheduler",
+    "val_dataloader",
+    "val_cfg",
+    "val_evaluator",
+)
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``, as MMEngine's tools have them."""
+    parser.add_argument("--work-dir", help="where logs, TensorBoard events and checkpoints go")
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        help="override config entries, key=value pairs (e.g. train_cfg.max_epochs=2 model.pretrained=None)",
+    )
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+
+
+def apply_runner_args(cfg: Config, args: argparse.Namespace, config_path: str) -> Config:
+    """Fold the shared options into ``cfg``; the work dir defaults to ``work_dirs/<config name>``."""
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config_path))[0])
+    return cfg
+
+
+def drop_training(cfg: Config) -> Config:
+    """Remove what only training needs; evaluation then builds none of it."""
+    for key in TRAINING_KEYS:
+        cfg.pop(key, None)
+    return cfg
