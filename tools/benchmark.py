@@ -28,7 +28,9 @@ Rows:
     2 x MACs of the patch embedding, every block and the head) divided by the FLOP/s of one large
     square GEMM (``torch.mm``, ``--gemm-size``) in the benchmark dtype, measured interleaved with
     the model in the same run. ``clipadapt`` = model FLOP/s, ``baseline`` = GEMM FLOP/s, ``ratio``
-    = the fraction; ``open_clip_fraction`` is open_clip's.
+    = the fraction; ``open_clip_fraction`` is open_clip's. ``linears_fraction`` is the rate of the
+    tower's linear layers alone (exact shapes, nothing else) over the GEMM's: the eager ceiling of any
+    implementation of this model at this batch; ``fraction_of_linears`` is clipadapt against it.
 
 Method: both models get identical random weights (open_clip's initialisation, loaded into
 clipadapt through ``clipadapt.models.checkpoint.from_open_clip``); ``parity_max_abs_diff`` reports
@@ -36,7 +38,9 @@ the largest difference of their outputs on the benchmark inputs. After warm-up, 
 row are timed interleaved, in an order that alternates every repeat (A B, B A, ...) so slow drift of
 a shared machine hits both sides alike; each row reports median throughput. ``ratio_paired`` is
 the median of the per-repeat ratios, the more drift-robust figure; ``*_spread`` is (max - min) /
-median of a side's samples.
+median of a side's samples. ``small_op_ms`` (CPU) times one small elementwise op at the run's
+thread count and at one thread: when other processes hold the cores, every multi-threaded op stalls
+for milliseconds and the run measures the stalls (the table then says so).
 
 Examples::
 
@@ -570,19 +574,50 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def small_op_ms(threads: int) -> float:
+    """Median time of one small elementwise op (an add of two [1500, 512] tensors) at ``threads`` threads.
+
+    On an idle machine this takes ~0.1 ms at any thread count; when other processes occupy the cores,
+    every multi-threaded op waits for a descheduled thread (milliseconds), which dominates models
+    with many small ops. The rows report it next to the single-thread time to flag such runs.
+    """
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, y = torch.randn(1500, 512), torch.randn(1500, 512)
+        times = []
+        for i in range(60):
+            start = time.perf_counter()
+            torch.add(x, y)
+            if i >= 10:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+    finally:
+        torch.set_num_threads(saved)
+
+
 def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     import torch
 
-    torch.set_num_threads(args.threads or usable_cores())
+    threads = args.threads or usable_cores()
+    torch.set_num_threads(threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch sees no CUDA device")
+    probe = {}
+    if args.device == "cpu":
+        probe = {"small_op_ms": small_op_ms(threads), "small_op_ms_1_thread": small_op_ms(1)}
     bench = Bench(args)
+    rows: list[dict[str, Any]] = []
     if "image_forward" in args.rows or "image_forward_efficiency" in args.rows:
-        yield from bench.image_rows("image_forward" in args.rows, "image_forward_efficiency" in args.rows)
+        rows += bench.image_rows("image_forward" in args.rows, "image_forward_efficiency" in args.rows)
+    for row in rows:
+        yield row | probe
     if "text_forward" in args.rows:
-        yield bench.text_row()
+        yield bench.text_row() | probe
     if "prompt_forward_backward" in args.rows:
-        yield bench.prompt_row()
+        yield bench.prompt_row() | probe
 
 
 def _fmt(value: Any) -> str:
@@ -647,7 +682,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print_table(rows)
         load = max((r.get("host_load_1m", 0.0) for r in rows), default=0.0)
-        if load > r0["threads"]:
+        if r0.get("small_op_ms", 0.0) > 5 * r0.get("small_op_ms_1_thread", float("inf")):
+            print(
+                f"warning: a small op takes {r0['small_op_ms']:.2f} ms at {r0['threads']} threads but "
+                f"{r0['small_op_ms_1_thread']:.2f} ms at 1: other processes hold the cores and every parallel op "
+                "stalls; these timings measure the stalls. Rerun on an idle machine or with --threads 1"
+            )
+        elif load > r0["threads"]:
             print(
                 f"note: host load average {load:.1f} exceeds {r0['threads']} threads: timings are contended, and "
                 "multi-threaded small ops stall on descheduled threads; --threads 1 is more robust on a busy host"

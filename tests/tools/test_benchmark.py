@@ -59,6 +59,7 @@ def test_rows_have_the_public_keys(json_rows) -> None:
         assert row["model"] == "tiny-vit" and row["device"] == "cpu" and row["dtype"] == "fp32"
         assert row["threads"] == 1
         assert "goal" not in row  # the goals are stated for ViT-B-16 on CPU only
+        assert _positive_finite(row["small_op_ms"]) and _positive_finite(row["small_op_ms_1_thread"])
 
 
 def test_ratio_is_clipadapt_over_baseline(json_rows) -> None:
