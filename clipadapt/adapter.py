@@ -21,7 +21,7 @@ from .fileio import atomic_write
 from .models.checkpoint import CheckpointMismatchError
 from .models.clip import CLIP
 
-__all__ = ["adapter_state_dict", "load_adapter", "save_adapter"]
+__all__ = ["adapter_metadata", "adapter_state_dict", "load_adapter", "read_adapter", "save_adapter"]
 
 FORMAT = "clipadapt.adapter/1"
 
