@@ -17,14 +17,13 @@ import argparse
 import csv
 import os.path as osp
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config
-from clipadapt.engine.cli import drop_training
+from clipadapt.engine import enable_safe_resume
+from clipadapt.engine.cli import drop_training, prepare_run
 from clipadapt.evaluation import harmonic_mean
 
 METRIC = "accuracy/top1"
@@ -51,11 +50,7 @@ def _configure(path: str, seed: int, work_dir: Path, options: dict[str, Any] | N
             cfg[loader].dataset.subsample = "base"
     if cfg.get("train_dataloader") is not None:
         cfg.train_dataloader.dataset.seed = seed
-    try:
-        prepare_config(cfg)
-    except ConfigKeyError as err:
-        sys.exit(f"error in config {path}: {err}")
-    return cfg
+    return prepare_run(cfg, path)
 
 
 def _test(cfg: Config, subsample: str, checkpoint: str | None) -> float:

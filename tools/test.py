@@ -18,8 +18,8 @@ import sys
 
 from mmengine.config import Config
 
-from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
-from clipadapt.engine.cli import add_runner_args, apply_runner_args, drop_training
+from clipadapt.engine import enable_safe_resume
+from clipadapt.engine.cli import add_runner_args, apply_runner_args, drop_training, prepare_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,14 +50,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     enable_safe_resume()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    try:
-        prepare_config(cfg)
-    except ConfigKeyError as err:
-        sys.exit(f"error in config {args.config}: {err}")
+    prepare_run(cfg, args.config)
 
     from mmengine.runner import Runner
-
-    use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
 
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -17,8 +17,8 @@ import sys
 
 from mmengine.config import Config
 
-from clipadapt.engine import ConfigKeyError, enable_safe_resume, prepare_config, use_cpu_ddp
-from clipadapt.engine.cli import add_runner_args, apply_runner_args
+from clipadapt.engine import enable_safe_resume
+from clipadapt.engine.cli import add_runner_args, apply_runner_args, prepare_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,14 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     enable_safe_resume()  # torch.load(weights_only=True) can read MMEngine's checkpoints
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    try:
-        prepare_config(cfg)
-    except ConfigKeyError as err:
-        sys.exit(f"error in config {args.config}: {err}")
+    prepare_run(cfg, args.config)
 
     from mmengine.runner import Runner
-
-    use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
 
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else _build_custom_runner(cfg)
     runner.train()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
-__all__ = ["add_runner_args", "apply_runner_args", "drop_training"]
+__all__ = ["add_runner_args", "apply_runner_args", "drop_training", "prepare_run"]
 
 TRAINING_KEYS = (
     "train_dataloader",
@@ -51,4 +52,18 @@ def drop_training(cfg: Config) -> Config:
     """Remove what only training needs; evaluation then builds none of it."""
     for key in TRAINING_KEYS:
         cfg.pop(key, None)
+    return cfg
+
+
+def prepare_run(cfg: Config, config_path: str) -> Config:
+    """Check keys and resolve symbolic paths (exit naming the config on a bad key); set up CPU DDP."""
+    from .config_check import ConfigKeyError
+    from .distributed import use_cpu_ddp
+    from .prepare import prepare_config
+
+    try:
+        prepare_config(cfg)
+    except ConfigKeyError as err:
+        sys.exit(f"error in config {config_path}: {err}")
+    use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
     return cfg

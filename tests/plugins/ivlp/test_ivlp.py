@@ -10,26 +10,11 @@ import torch.nn.functional as F
 
 import clipadapt
 import clipadapt_plugins.ivlp  # noqa: F401  (registers IVLP)
-from clipadapt.models import TowerContext
-from clipadapt.plugins import Plugin, PluginCompatibilityError
+from clipadapt.plugins import PluginCompatibilityError
 from clipadapt_plugins.ivlp import TEMPLATES, PromptSRCConfig, promptsrc_losses
+from tests.plugins.probe import Probe
 
 NAMES = ["red circle", "star"]
-
-
-class Probe(Plugin):
-    """Attached after IVLP: records what each block of each tower receives."""
-
-    prefix = "probe"
-    hook_towers = {"block": ("text", "vision")}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: dict[str, list[torch.Tensor]] = {"text": [], "vision": []}
-
-    def block_hook(self, index: int, x: torch.Tensor, context: TowerContext) -> torch.Tensor:
-        self.inputs[context.tower].append(x.detach().clone())
-        return x
 
 
 def _tokens(model: clipadapt.CLIP, names=NAMES) -> torch.Tensor:

@@ -6,23 +6,8 @@ import pytest
 import torch
 
 import clipadapt
-from clipadapt.models import TowerContext
-from clipadapt.plugins import Plugin, PluginCompatibilityError
-
-
-class Probe(Plugin):
-    """Attached after MaPLe: records what each block of each tower receives."""
-
-    prefix = "probe"
-    hook_towers = {"block": ("text", "vision")}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: dict[str, list[torch.Tensor]] = {"text": [], "vision": []}
-
-    def block_hook(self, index: int, x: torch.Tensor, context: TowerContext) -> torch.Tensor:
-        self.inputs[context.tower].append(x.detach().clone())
-        return x
+from clipadapt.plugins import PluginCompatibilityError
+from tests.plugins.probe import Probe
 
 
 def _run(depth: int, n_ctx: int = 2):
