@@ -23,6 +23,16 @@ Rows:
     precomputed, context concatenated between the SOS prefix and the class suffix, all 77 tokens,
     ``model.transformer(x, attn_mask=model.attn_mask)``, ``ln_final``, argmax pooling, projection).
     Unit: steps/s.
+``maple_forward_backward``
+    One MaPLe training step without the optimizer update (``n_ctx`` 2, depth ``--maple-depth``, 9 as
+    in base-to-novel, capped at the tower depth): coupled deep prompts in both towers, a batch of
+    images and the 100 class prompts, cosine logits, cross-entropy, backward to the prompt learner.
+    clipadapt: ``create_model(..., plugins=[MaPLe(...)])``. Baseline: the original ``CustomCLIP``
+    computation (:class:`OriginalMaPLe`) on open_clip: full 77-token prompts, deep prompts written
+    into the sequence between ``nn.MultiheadAttention`` blocks. Steps/s, plus the activation memory
+    autograd saves for backward (``*_saved_mib``, ``memory_ratio`` = baseline / clipadapt) and, on
+    CUDA, the allocator peak. Both sides start from the same prompt values: loss, text features and
+    gradients are compared.
 ``image_forward_efficiency``
     Achieved model FLOP/s of clipadapt's image forward (FLOPs counted analytically from the config:
     2 x MACs of the patch embedding, every block and the head) divided by the FLOP/s of one large
@@ -64,11 +74,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-ROWS = ("image_forward", "image_forward_efficiency", "text_forward", "prompt_forward_backward")
+ROWS = (
+    "image_forward",
+    "image_forward_efficiency",
+    "text_forward",
+    "prompt_forward_backward",
+    "maple_forward_backward",
+)
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 # The issue's goals for the ratio, on CPU, fp32, ViT-B-16 (reported only for that setting).
-GOALS = {"text_forward": 4.0, "prompt_forward_backward": 1.5, "image_forward": 1.0, "image_forward_efficiency": 0.9}
+GOALS = {
+    "text_forward": 4.0,
+    "prompt_forward_backward": 1.5,
+    "maple_forward_backward": 2.0,
+    "image_forward": 1.0,
+    "image_forward_efficiency": 0.9,
+}
 
 # 100 class names of realistic, varying length (Caltech-101 / ImageNet style, as CoOp's datasets
 # name them), so that the longest prompt sets clipadapt's truncation as in a real few-shot run.
@@ -506,6 +528,83 @@ class Bench:
         ref.eval()
         return row
 
+    def maple_row(self) -> dict[str, Any]:
+        """One MaPLe training step (forward, loss, backward; no optimizer update) both ways."""
+        torch = self.torch
+        import clipadapt
+        from clipadapt_plugins.maple import MaPLe
+
+        depth = min(self.args.maple_depth, self.cfg.text.layers, self.cfg.vision.layers)
+        plugin = MaPLe(n_ctx=2, depth=depth, ctx_init="a photo of a")
+        maple = clipadapt.create_model(self.args.model, plugins=[plugin], device=self.device)
+        load_same_weights(maple, self.reference)
+        maple.train()
+        learner = maple.plugins["maple"]
+        ours = [p for p in maple.parameters() if p.requires_grad]
+        # The original's prompt learner, initialised identically (a copy of ours) but owned by the baseline.
+        theirs = OriginalMaPLe(self.reference.train().requires_grad_(False), learner, self.tokens)
+        images, labels, tokens = self.images, self.labels, self.tokens
+
+        def loss_of(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
+            image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+            text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+            logits = logit_scale.exp() * image_features @ text_features.t()
+            return torch.nn.functional.cross_entropy(logits.float(), labels), text_features
+
+        def forward_ours() -> tuple[torch.Tensor, torch.Tensor]:
+            with self.autocast():
+                return loss_of(maple.encode_image(images), maple.encode_text(tokens), maple.logit_scale)
+
+        def forward_theirs() -> tuple[torch.Tensor, torch.Tensor]:
+            with self.autocast():
+                image_features, text_features = theirs(images)
+                return loss_of(image_features, text_features, self.reference.logit_scale)
+
+        def step(fwd: Callable[[], Any], params: list[torch.nn.Parameter]) -> Callable[[], Any]:
+            def call() -> tuple[torch.Tensor, torch.Tensor]:
+                for p in params:
+                    p.grad = None
+                loss, text_features = fwd()
+                loss.backward()
+                return loss.detach(), text_features.detach()
+
+            return call
+
+        fwd_ours, fwd_theirs = self.maybe_compile(forward_ours), self.maybe_compile(forward_theirs)
+        fns = {"clipadapt": step(fwd_ours, ours), "open_clip": step(fwd_theirs, list(theirs.parameters()))}
+        resident = [*maple.parameters(), *maple.buffers(), *self.reference.parameters(), *self.reference.buffers()]
+        resident += [*theirs.parameters(), theirs.prefix, theirs.suffix, images, tokens]
+        saved = {
+            "clipadapt": saved_for_backward_mib(forward_ours, resident),
+            "open_clip": saved_for_backward_mib(forward_theirs, resident),
+        }
+        out, first_s = self.first_calls(fns)
+        (loss_a, feat_a), (loss_b, feat_b) = out["clipadapt"], out["open_clip"]
+        grad_a = torch.cat([p.grad.flatten() for p in ours])
+        grad_b = torch.cat([p.grad.flatten() for p in theirs.parameters()])
+        samples = self.time(fns, first_s)
+        row = self.common("maple_forward_backward") | {
+            "unit": "steps/s",
+            "batch": images.shape[0],
+            "num_classes": tokens.shape[0],
+            "n_ctx": 2,
+            "depth": depth,
+            "trainable_params": sum(p.numel() for p in ours),
+            "setup": "MaPLe: coupled deep text and vision prompts, CE over class prompts, backward to the prompts",
+        }
+        row |= throughput_fields(samples["clipadapt"], samples["open_clip"], 1.0)
+        row |= {
+            "parity_max_abs_diff": (feat_a.float() - feat_b.float()).abs().max().item(),
+            "loss_abs_diff": abs(loss_a.item() - loss_b.item()),
+            "grad_max_abs_diff": (grad_a.float() - grad_b.float()).abs().max().item(),
+            "grad_max_abs": grad_b.float().abs().max().item(),
+            "clipadapt_saved_mib": saved["clipadapt"],
+            "baseline_saved_mib": saved["open_clip"],
+            "memory_ratio": saved["open_clip"] / saved["clipadapt"],
+        }
+        self.reference.eval()
+        return row
+
 
 def _text_context_plugin(ctx_init: Any) -> Any:
     """A CoOp-style text context as a third party would write it: token positions 1..n_ctx replaced.
@@ -534,6 +633,92 @@ def _text_context_plugin(ctx_init: Any) -> Any:
     return BenchTextContext(ctx_init)
 
 
+def saved_for_backward_mib(forward: Callable[[], Any], resident: Sequence[Any] = ()) -> float:
+    """MiB of activations autograd saves for the backward of one ``forward()`` (distinct storages).
+
+    The activation memory of a training step, counted exactly and on any device: on CPU there is no
+    allocator peak to read, and on GPU it is the part of the peak that the method controls. Storages
+    of the ``resident`` tensors (weights, cached embeddings: held whether or not a step runs) are not
+    counted, nor views of them.
+    """
+    import torch
+
+    skip = {t.untyped_storage().data_ptr() for t in resident}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _ = forward()
+    del loss
+    return sum(storages.values()) / 2**20
+
+
+class OriginalMaPLe:
+    """MaPLe computed the way the original code does it, on open_clip's model (the baseline).
+
+    ``CustomCLIP`` of ``trainers/maple.py``: every class prompt is the full ``context_length`` tokens
+    (SOS prefix, learned context, frozen suffix), deep prompts are written into the token sequence
+    before blocks ``1..J-1`` of ``nn.MultiheadAttention`` blocks under the float causal mask; vision
+    prompts are appended after CLS and patches before ``ln_pre``. The prompt parameters are copies of
+    clipadapt's, so both sides start from the same values and must give the same loss and gradients.
+    """
+
+    def __init__(self, model: Any, learner: Any, tokens: Any) -> None:
+        import copy
+
+        import torch
+
+        self.model = model
+        self.n_ctx, self.depth = learner.n_ctx, learner.depth
+        self.ctx = torch.nn.Parameter(learner.ctx.detach().clone())
+        self.proj = copy.deepcopy(learner.proj)
+        self.deep_text = [torch.nn.Parameter(p.detach().clone()) for p in learner.compound_prompts_text]
+        self.deep_proj = copy.deepcopy(learner.compound_prompt_projections)
+        with torch.no_grad():
+            embedding = model.token_embedding(tokens)
+        self.prefix, self.suffix = embedding[:, :1], embedding[:, 1 + self.n_ctx :]
+        self.eot = tokens.argmax(dim=-1)
+
+    def parameters(self) -> Iterator[Any]:
+        yield self.ctx
+        yield from self.proj.parameters()
+        yield from self.deep_text
+        yield from self.deep_proj.parameters()
+
+    def __call__(self, images: Any) -> tuple[Any, Any]:
+        import torch
+
+        deep_vision = [proj(p) for proj, p in zip(self.deep_proj, self.deep_text)]
+        model, visual, n = self.model, self.model.visual, self.n_ctx
+        # Image encoder (VisionTransformer_MaPLe.forward).
+        x = visual.conv1(images).flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        x = torch.cat([x, self.proj(self.ctx).expand(x.shape[0], -1, -1).to(x.dtype)], dim=1)
+        x = visual.ln_pre(x)
+        for i, block in enumerate(visual.transformer.resblocks):
+            if 0 < i < self.depth:
+                x = torch.cat([x[:, :-n], deep_vision[i - 1].expand(x.shape[0], -1, -1).to(x.dtype)], dim=1)
+            x = block(x)
+        image_features = visual.ln_post(x[:, 0]) @ visual.proj
+        # Text encoder (TextEncoder.forward) over all class prompts at full length.
+        count = self.prefix.shape[0]
+        x = torch.cat([self.prefix, self.ctx.expand(count, -1, -1), self.suffix], dim=1)
+        x = x + model.positional_embedding.to(x.dtype)
+        for i, block in enumerate(model.transformer.resblocks):
+            if 0 < i < self.depth:
+                x = torch.cat([x[:, :1], self.deep_text[i - 1].expand(count, -1, -1).to(x.dtype), x[:, 1 + n :]], 1)
+            x = block(x, attn_mask=model.attn_mask)
+        x = model.ln_final(x)
+        text_features = x[torch.arange(count, device=x.device), self.eot] @ model.text_projection
+        return image_features, text_features
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -550,6 +735,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8, help="images per forward")
     parser.add_argument("--num-classes", type=int, default=100, help="class prompts of the text rows")
     parser.add_argument("--n-ctx", type=int, default=4, help="learned context tokens of prompt_forward_backward")
+    parser.add_argument("--maple-depth", type=int, default=9, help="prompt depth J of maple_forward_backward")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable CPU cores)")
     parser.add_argument("--gemm-size", type=int, default=4096, help="square GEMM of the efficiency row")
     parser.add_argument("--min-sample-s", type=float, default=0.2, help="a timed sample lasts at least this long")
@@ -618,6 +804,8 @@ def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         yield bench.text_row() | probe
     if "prompt_forward_backward" in args.rows:
         yield bench.prompt_row() | probe
+    if "maple_forward_backward" in args.rows:
+        yield bench.maple_row() | probe
 
 
 def _fmt(value: Any) -> str:
@@ -642,6 +830,12 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
             notes.append(f"{r['clipadapt_tokens']} vs {r['baseline_tokens']} tokens")
         if r["name"] == "prompt_forward_backward":
             notes.append(f"{r['num_classes']} classes, n_ctx {r['n_ctx']}, grad diff {_fmt(r['grad_max_abs_diff'])}")
+        if r["name"] == "maple_forward_backward":
+            notes.append(f"{r['num_classes']} classes, J={r['depth']}, grad diff {_fmt(r['grad_max_abs_diff'])}")
+            notes.append(
+                f"saved for backward {_fmt(r['clipadapt_saved_mib'])}/{_fmt(r['baseline_saved_mib'])} MiB "
+                f"(x{_fmt(r['memory_ratio'])} less)"
+            )
         if "clipadapt_spread" in r:
             notes.append(f"spread {_fmt(r['clipadapt_spread'])}/{_fmt(r['baseline_spread'])}")
         if "clipadapt_peak_mem_mib" in r:

@@ -88,6 +88,16 @@ def test_row_specific_fields(json_rows) -> None:
     assert prompt["grad_max_abs_diff"] <= 1e-4 * max(1.0, prompt["grad_max_abs"])
     assert prompt["loss_abs_diff"] <= 1e-4
 
+    maple = rows["maple_forward_backward"]
+    assert maple["num_classes"] == 100 and maple["n_ctx"] == 2
+    assert maple["depth"] == 4  # J=9 capped at the tiny towers' 4 blocks
+    assert _positive_finite(maple["grad_max_abs"]) and maple["trainable_params"] > 0
+    assert maple["grad_max_abs_diff"] <= 1e-4 * max(1.0, maple["grad_max_abs"])
+    assert maple["loss_abs_diff"] <= 1e-4
+    # The original runs all 77 tokens of every class prompt; clipadapt stops at the longest EOT.
+    assert maple["baseline_saved_mib"] > maple["clipadapt_saved_mib"] > 0
+    assert maple["memory_ratio"] == pytest.approx(maple["baseline_saved_mib"] / maple["clipadapt_saved_mib"])
+
     eff = rows["image_forward_efficiency"]
     assert eff["unit"] == "FLOP/s" and eff["gemm_size"] == 256
     assert _positive_finite(eff["open_clip_fraction"]) and _positive_finite(eff["open_clip_flops_per_s"])
@@ -133,3 +143,22 @@ def test_class_prompts_vary_in_length() -> None:
     assert all(p.startswith("a photo of a ") and p.endswith(".") for p in prompts)
     lengths = {len(p.split()) for p in prompts}
     assert min(lengths) == 5 and max(lengths) >= 8
+
+
+def test_saved_for_backward_counts_activations_not_resident_tensors() -> None:
+    import torch
+
+    weight = torch.randn(256, 256, requires_grad=True)
+
+    def forward():
+        hidden = weight.exp()  # exp saves its output: 256 x 256 fp32 = 0.25 MiB
+        return (hidden * 2).sum(), None  # a scalar multiply saves nothing
+
+    assert benchmark.saved_for_backward_mib(forward, resident=[weight]) == pytest.approx(0.25)
+    # mm saves both of its inputs; the resident weight is not counted, the activation is.
+    x = torch.randn(64, 256)
+    assert benchmark.saved_for_backward_mib(lambda: ((weight.exp() @ weight).sum(), None), [weight]) == (
+        pytest.approx(0.25)
+    )
+    assert benchmark.saved_for_backward_mib(lambda: ((x @ weight).sum(), None), [weight]) == pytest.approx(1 / 16)
+    assert benchmark.saved_for_backward_mib(lambda: ((x @ weight).sum(), None), [weight, x]) == 0.0
