@@ -125,3 +125,22 @@ def test_missing_classnames_and_bad_templates(images):
         MODELS.build(dict(type="PromptClassifier", model_name="tiny-vit", templates=["no slot"]))
     with pytest.raises(ValueError, match="unknown template set"):
         MODELS.build(dict(type="PromptClassifier", model_name="tiny-vit", templates="nonsense"))
+
+
+def test_an_empty_class_list_is_refused():
+    with pytest.raises(ValueError, match="at least one class name"):
+        build(classnames=[])
+    model = build()
+    with pytest.raises(ValueError, match="at least one class name"):
+        model.set_classnames([])
+    assert model.classnames == CLASSES  # the previous classes are kept
+
+
+@pytest.mark.parametrize("plugins", [(), [dict(type="MaPLe", n_ctx=2, depth=2)]], ids=["zero-shot", "maple"])
+def test_a_class_name_longer_than_the_context_is_an_error_naming_it(images, plugins):
+    long_name = " ".join(["striped"] * 80)
+    model = build(plugins=plugins, classnames=["red circle", long_name])
+    with pytest.raises(ValueError, match=r"class name 'striped striped.*' does not fit.*context_length is 77"):
+        model(batch(model, images[:2])["inputs"], mode="tensor")
+    model.set_classnames(["red circle", " ".join(["striped"] * 70)])  # 70 words + template + SOT/EOT fit
+    assert model(batch(model, images[:2])["inputs"], mode="tensor").shape == (2, 2)
