@@ -2,6 +2,7 @@
 
 - :class:`FewShotDataset`: image folders + CoOp split JSON (k-shot, base/novel).
 - :class:`ImageTextDataset`: open_clip-style image-text CSV, optional long captions.
+- :class:`RegionDataset`: COCO-style region JSON (boxes, phrases, hard negatives); ``region_collate``.
 - transforms (``LoadImage``, ``RandomResizedCrop``, ``Resize``, ``CenterCrop``,
   ``RandomHorizontalFlip``) on ``torchvision.transforms.v2``, registered in ``TRANSFORMS``.
 - :mod:`clipadapt.datasets.synthetic`: the procedural world (``ensure_synthetic_world``).
@@ -10,6 +11,7 @@
 from .base import BaseClipDataset
 from .few_shot import FewShotDataset, few_shot_sample, subsample_classes
 from .image_text import ImageTextDataset
+from .regions import RegionDataset, region_collate
 from .synthetic import WorldConfig, ensure_synthetic_world, generate_synthetic_world
 from .transforms import (
     CenterCrop,
@@ -17,8 +19,10 @@ from .transforms import (
     RandomHorizontalFlip,
     RandomResizedCrop,
     Resize,
+    SanitizeBoxes,
     V2Transform,
     build_pipeline,
+    sanitize_boxes,
     to_boxes,
 )
 
@@ -30,13 +34,17 @@ __all__ = [
     "LoadImage",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
+    "RegionDataset",
     "Resize",
+    "SanitizeBoxes",
     "V2Transform",
     "WorldConfig",
     "build_pipeline",
     "ensure_synthetic_world",
     "few_shot_sample",
     "generate_synthetic_world",
+    "region_collate",
+    "sanitize_boxes",
     "subsample_classes",
     "to_boxes",
 ]

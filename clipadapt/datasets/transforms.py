@@ -29,8 +29,10 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomResizedCrop",
     "Resize",
+    "SanitizeBoxes",
     "V2Transform",
     "build_pipeline",
+    "sanitize_boxes",
     "to_boxes",
 ]
 
@@ -114,6 +116,16 @@ class V2Transform:
         return f"{type(self).__name__}({self.transform!r})"
 
 
+INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
+
+def interpolation_mode(name: str) -> v2.InterpolationMode:
+    """The ``v2`` interpolation mode of a config string; an unknown name is an error that lists the known ones."""
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
+    return INTERPOLATIONS[name]
+
+
 @TRANSFORMS.register_module()
 class RandomResizedCrop(V2Transform):
     """Crop a random area and aspect ratio, then resize to ``size`` (CLIP's training crop).
@@ -122,6 +134,7 @@ class RandomResizedCrop(V2Transform):
         size: Output size, ``int`` (square) or ``(H, W)``.
         scale: Range of the cropped area as a fraction of the image.
         ratio: Range of the crop's aspect ratio.
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (CLIP and CoOp/MaPLe use bicubic).
     """
 
     def __init__(
@@ -129,8 +142,12 @@ class RandomResizedCrop(V2Transform):
         size: int | Sequence[int],
         scale: Sequence[float] = (0.08, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
+        interpolation: str = "bilinear",
     ) -> None:
-        super().__init__(v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), antialias=True))
+        mode = interpolation_mode(interpolation)
+        super().__init__(
+            v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio), interpolation=mode, antialias=True)
+        )
 
 
 @TRANSFORMS.register_module()
@@ -140,10 +157,12 @@ class Resize(V2Transform):
     Args:
         size: Target size.
         max_size: Upper bound of the longer side when ``size`` is an ``int``.
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (CLIP's evaluation resize is bicubic).
     """
 
-    def __init__(self, size: int | Sequence[int], max_size: int | None = None) -> None:
-        super().__init__(v2.Resize(size, max_size=max_size, antialias=True))
+    def __init__(self, size: int | Sequence[int], max_size: int | None = None, interpolation: str = "bilinear") -> None:
+        mode = interpolation_mode(interpolation)
+        super().__init__(v2.Resize(size, max_size=max_size, interpolation=mode, antialias=True))
 
 
 @TRANSFORMS.register_module()
@@ -164,6 +183,59 @@ class RandomHorizontalFlip(V2Transform):
 
     def __init__(self, prob: float = 0.5) -> None:
         super().__init__(v2.RandomHorizontalFlip(p=prob))
+
+
+def sanitize_boxes(results: dict, min_size: float = 1.0, aligned_keys: Sequence[str] = ()) -> dict:
+    """Clamp ``results['gt_bboxes']`` to the image and drop boxes narrower or lower than ``min_size`` pixels.
+
+    Crops move boxes partly or wholly out of the image; torchvision clamps them to the canvas, which
+    leaves zero-width boxes behind. The entries of ``aligned_keys`` (per-box lists or tensors, e.g.
+    phrases) are filtered with the boxes so that they stay aligned. Boxes keep their format.
+    """
+    boxes = results.get(BOX_KEY)
+    if boxes is None:
+        return results
+    if not isinstance(boxes, tv_tensors.BoundingBoxes):
+        raise TypeError(f"results['{BOX_KEY}'] must be tv_tensors.BoundingBoxes (see to_boxes), got {type(boxes)}")
+    clamped = F.clamp_bounding_boxes(boxes)
+    xyxy = F.convert_bounding_box_format(clamped, new_format=tv_tensors.BoundingBoxFormat.XYXY)
+    keep = ((xyxy[:, 2] - xyxy[:, 0]) >= min_size) & ((xyxy[:, 3] - xyxy[:, 1]) >= min_size)
+    results[BOX_KEY] = tv_tensors.wrap(clamped[keep], like=boxes)
+    for key in aligned_keys:
+        values = results.get(key)
+        if values is None:
+            continue
+        if len(values) != len(keep):
+            raise ValueError(f"results[{key!r}] has {len(values)} entries for {len(keep)} boxes")
+        if isinstance(values, torch.Tensor):
+            results[key] = values[keep]
+        else:
+            results[key] = [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+    return results
+
+
+@TRANSFORMS.register_module()
+class SanitizeBoxes:
+    """Clamp boxes to the image and drop degenerate ones, with the per-box entries of ``aligned_keys``.
+
+    Put it after the geometric transforms (:func:`sanitize_boxes`).
+
+    Args:
+        min_size: Smallest width and height in pixels that a box keeps.
+        aligned_keys: Keys of per-box entries filtered with the boxes.
+    """
+
+    def __init__(self, min_size: float = 1.0, aligned_keys: Sequence[str] = ()) -> None:
+        if min_size < 0:
+            raise ValueError(f"min_size must be >= 0, got {min_size}")
+        self.min_size = min_size
+        self.aligned_keys = tuple(aligned_keys)
+
+    def __call__(self, results: dict) -> dict:
+        return sanitize_boxes(results, self.min_size, self.aligned_keys)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(min_size={self.min_size}, aligned_keys={self.aligned_keys})"
 
 
 def build_pipeline(pipeline: Sequence[dict | Callable] | None) -> list[Callable]:

@@ -103,3 +103,15 @@ def test_build_pipeline() -> None:
         Resize(8)({"img_path": "x.png"})
     with pytest.raises(TypeError, match=r"must be tv_tensors.BoundingBoxes"):
         RandomHorizontalFlip()({"img": torch.zeros(3, 4, 4, dtype=torch.uint8), "gt_bboxes": [[0, 0, 1, 1]]})
+
+
+def test_bicubic_interpolation_matches_torchvision_and_bad_names_are_refused() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    img = torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8)
+    out = Resize(size=24, interpolation="bicubic")({"img": tv_tensors.Image(img)})["img"]
+    expected = TF.resize(img, [24, 36], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    assert torch.equal(out, expected)
+    assert not torch.equal(out, Resize(size=24)({"img": tv_tensors.Image(img)})["img"])  # bilinear differs
+    with pytest.raises(ValueError, match="interpolation must be one of.*'nearest-ish'"):
+        RandomResizedCrop(size=16, interpolation="nearest-ish")

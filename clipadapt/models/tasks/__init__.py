@@ -2,6 +2,7 @@
 
 - :class:`PromptClassifier`: class names -> prompts -> text features; image features -> logits.
 - :class:`ImageTextContrastive`: CLIP's symmetric InfoNCE, gathered across ranks, short and long captions.
+- :class:`RegionTextAlignment`: FG-CLIP / FG-CLIP 2 region-text losses over boxes, phrases and hard negatives.
 - :class:`ClipDataPreprocessor`: uint8 images -> normalised floats on the model's device.
 """
 
@@ -9,14 +10,17 @@ from .base import ClipTask
 from .contrastive import ImageTextContrastive, clip_loss, gather_features
 from .preprocessor import ClipDataPreprocessor
 from .prompt_classifier import PromptClassifier
+from .region import DEFAULT_LOSS_WEIGHTS, RegionTextAlignment
 from .templates import TEMPLATE_SETS, resolve_templates
 
 __all__ = [
+    "DEFAULT_LOSS_WEIGHTS",
     "TEMPLATE_SETS",
     "ClipDataPreprocessor",
     "ClipTask",
     "ImageTextContrastive",
     "PromptClassifier",
+    "RegionTextAlignment",
     "clip_loss",
     "gather_features",
     "resolve_templates",

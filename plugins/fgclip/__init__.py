@@ -1,0 +1,9 @@
+"""FG-CLIP / FG-CLIP 2 (Xie et al., 2025): dense region features, region-text and hard-negative losses.
+
+The plugin :class:`RegionAlign` provides the region features; the losses are those of
+:class:`clipadapt.models.tasks.RegionTextAlignment` (functions in ``clipadapt.models.tasks.region_losses``).
+"""
+
+from .plugin import RegionAlign
+
+__all__ = ["RegionAlign"]
