@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from open_clip.tokenizer import SimpleTokenizer
+from torch.nn.utils import parametrize
 
 from .models.checkpoint import (
     CheckpointMismatchError,
@@ -121,8 +122,28 @@ def to_open_clip_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
         ValueError: a plugin changed the model into something open_clip does not represent.
     """
     _check_exportable(model)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("plugins.")}
+    state = {k: v for k, v in _materialised_state_dict(model).items() if not k.startswith("plugins.")}
     return to_open_clip(state, custom_text=model.cfg.custom_text)
+
+
+def _materialised_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
+    """The state dict with every parametrized tensor as the tensor it computes, under its plain name.
+
+    A plugin may change a base tensor through ``torch.nn.utils.parametrize`` (Long-CLIP: frozen leading
+    positions plus trainable ones); the state dict then holds ``<module>.parametrizations.<name>.*``,
+    which open_clip does not know, in place of ``<module>.<name>``.
+    """
+    state = model.state_dict()
+    for module_name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        prefix = f"{module_name}." if module_name else ""
+        for name in module.parametrizations:
+            inner = f"{prefix}parametrizations.{name}."
+            for key in [k for k in state if k.startswith(inner)]:
+                del state[key]
+            state[prefix + name] = getattr(module, name).detach()
+    return state
 
 
 def open_clip_model_config(model: CLIP) -> dict[str, Any]:

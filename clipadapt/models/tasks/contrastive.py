@@ -56,7 +56,9 @@ class ImageTextContrastive(ClipTask):
     clamped to ``log(max_logit_scale)`` before each training step, as open_clip does after each step.
     With long captions in the batch (``data_samples['long_caption']``) a second InfoNCE on them is
     added with weight ``long_caption_weight``; they are tokenised at the model's context length
-    (truncated at 77 tokens unless a plugin stretches it).
+    (truncated at 77 tokens unless a plugin stretches it). With ``contrastive_loss=False`` the task adds
+    no InfoNCE term and the objective is the plugins' (Long-CLIP's primary component matching): the
+    features, long-caption features included, reach them in the outputs.
 
     Modes: ``loss`` -> ``{'loss_contrastive', 'loss_long' (with long captions), **plugin losses}``;
     ``predict`` -> one dict per sample with ``image_feature``, ``text_feature``, ``long_text_feature``
@@ -67,7 +69,9 @@ class ImageTextContrastive(ClipTask):
         model_name: See :class:`ClipTask`.
         pretrained: See :class:`ClipTask`.
         plugins: See :class:`ClipTask`.
-        long_caption_weight: Weight of the long-caption loss; 0 ignores long captions.
+        long_caption_weight: Weight of the long-caption loss; 0 ignores long captions (unless
+            ``contrastive_loss=False``: plugins then get the long-caption features).
+        contrastive_loss: Add the InfoNCE terms; False leaves the objective to the plugins' losses.
         max_logit_scale: Upper bound of ``logit_scale.exp()`` (open_clip: 100).
         data_preprocessor: See :class:`ClipTask`.
         grad_checkpointing: See :class:`ClipTask`.
@@ -80,6 +84,7 @@ class ImageTextContrastive(ClipTask):
         pretrained: str | None = None,
         plugins: Sequence[dict[str, Any]] | None = None,
         long_caption_weight: float = 1.0,
+        contrastive_loss: bool = True,
         max_logit_scale: float = 100.0,
         data_preprocessor: dict[str, Any] | nn.Module | None = None,
         grad_checkpointing: bool = False,
@@ -91,6 +96,7 @@ class ImageTextContrastive(ClipTask):
         if max_logit_scale <= 1:
             raise ValueError(f"max_logit_scale must be > 1, got {max_logit_scale}")
         self.long_caption_weight = long_caption_weight
+        self.contrastive_loss = contrastive_loss
         self.max_logit_scale = max_logit_scale
 
     def _captions(self, data_samples: dict[str, Any] | None, key: str) -> list[str] | None:
@@ -110,7 +116,8 @@ class ImageTextContrastive(ClipTask):
             raise KeyError("ImageTextContrastive needs data_samples['caption'] (one string per image)")
         if len(captions) != inputs.shape[0]:
             raise ValueError(f"{inputs.shape[0]} images but {len(captions)} captions")
-        long_captions = self._captions(data_samples, "long_caption") if self.long_caption_weight > 0 else None
+        use_long = self.long_caption_weight > 0 or not self.contrastive_loss
+        long_captions = self._captions(data_samples, "long_caption") if use_long else None
         if mode == "loss" and self.training:
             with torch.no_grad():
                 self.clip.logit_scale.clamp_(0, math.log(self.max_logit_scale))
@@ -130,11 +137,13 @@ class ImageTextContrastive(ClipTask):
         if mode == "predict":
             return self._predictions(image_features, text_features, long_features, data_samples or {})
 
-        all_images = gather_features(image_features)
-        losses = {"loss_contrastive": clip_loss(all_images, gather_features(text_features), logit_scale)}
-        if long_features is not None:
-            long_loss = clip_loss(all_images, gather_features(long_features), logit_scale)
-            losses["loss_long"] = self.long_caption_weight * long_loss
+        losses = {}
+        if self.contrastive_loss:
+            all_images = gather_features(image_features)
+            losses["loss_contrastive"] = clip_loss(all_images, gather_features(text_features), logit_scale)
+            if long_features is not None:
+                long_loss = clip_loss(all_images, gather_features(long_features), logit_scale)
+                losses["loss_long"] = self.long_caption_weight * long_loss
         outputs = dict(
             task="contrastive",
             images=inputs,
@@ -146,8 +155,12 @@ class ImageTextContrastive(ClipTask):
             long_text_features=long_features,
             logit_scale=logit_scale,
             data_samples=data_samples,
+            contrastive_loss=self.contrastive_loss,
         )
-        return self.add_plugin_losses(losses, outputs)
+        losses = self.add_plugin_losses(losses, outputs)
+        if not losses:
+            raise ValueError("contrastive_loss=False, and no attached plugin returned a loss: nothing to train")
+        return losses
 
     @staticmethod
     def _predictions(
