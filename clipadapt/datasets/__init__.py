@@ -5,6 +5,7 @@
 - :class:`RegionDataset`: COCO-style region JSON (boxes, phrases, hard negatives); ``region_collate``.
 - transforms (``LoadImage``, ``RandomResizedCrop``, ``Resize``, ``CenterCrop``,
   ``RandomHorizontalFlip``) on ``torchvision.transforms.v2``, registered in ``TRANSFORMS``.
+- :class:`ClusterBatchSampler`: batches drawn from one pseudo-label cluster each (CLIP-MoE's DMU).
 - :mod:`clipadapt.datasets.synthetic`: the procedural world (``ensure_synthetic_world``).
 """
 
@@ -12,6 +13,7 @@ from .base import BaseClipDataset
 from .few_shot import FewShotDataset, few_shot_sample, subsample_classes
 from .image_text import ImageTextDataset
 from .regions import RegionDataset, region_collate
+from .samplers import ClusterBatchSampler, load_labels
 from .synthetic import WorldConfig, ensure_synthetic_world, generate_synthetic_world
 from .transforms import (
     CenterCrop,
@@ -29,6 +31,7 @@ from .transforms import (
 __all__ = [
     "BaseClipDataset",
     "CenterCrop",
+    "ClusterBatchSampler",
     "FewShotDataset",
     "ImageTextDataset",
     "LoadImage",
@@ -43,6 +46,7 @@ __all__ = [
     "ensure_synthetic_world",
     "few_shot_sample",
     "generate_synthetic_world",
+    "load_labels",
     "region_collate",
     "sanitize_boxes",
     "subsample_classes",

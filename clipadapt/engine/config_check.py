@@ -36,7 +36,8 @@ _MMENGINE_KEYS = {
     "runner_type",
 }
 # clipadapt's own top-level keys (read by tools/train.py's config preparation).
-_CLIPADAPT_KEYS = {"synthetic_world"}
+# synthetic_world: the world a config's synthetic:// paths name; dmu: the stages of tools/dmu.py (CLIP-MoE).
+_CLIPADAPT_KEYS = {"synthetic_world", "dmu"}
 # Helper variables that MMEngine-style configs conventionally define at top level.
 _CONVENTIONAL_HELPERS = {"data_root", "dataset_type", "train_pipeline", "val_pipeline", "test_pipeline"}
 TOP_LEVEL_KEYS = _RUNNER_KEYS | _MMENGINE_KEYS | _CLIPADAPT_KEYS | _CONVENTIONAL_HELPERS

@@ -1,0 +1,149 @@
+"""tools/dmu.py end to end on a tiny synthetic world: stopped between stages, it resumes at the next one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipadapt.datasets.synthetic import ensure_synthetic_world
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIG = ROOT / "configs" / "moe" / "clipmoe_tiny-vit_4x2_1xb32_synthetic.py"
+WORLD = dict(
+    colours=["red", "blue"],
+    shapes=["circle", "square"],
+    per_class_train=1,
+    per_class_val=1,
+    per_class_test=1,
+    scenes_train=12,
+    scenes_val=2,
+    scenes_test=4,
+    max_objects=2,
+)
+SMALL = """
+_base_ = [{config!r}]
+synthetic_world = {world!r}
+model = dict(
+    pretrained={weights!r},
+    plugins=[dict(type="MoEUpcycle", num_experts=3, top_k=2, vision_layers=1, text_layers=1, trainable="router")],
+)
+train_dataloader = dict(batch_size=4)
+test_dataloader = dict(batch_size=8)
+train_cfg = dict(max_iters=2)
+dmu = dict(embed_batch_size=8, mlp_stage=dict(train_cfg=dict(max_iters=2)))
+visualizer = dict(vis_backends=[dict(type="LocalVisBackend")])
+"""
+
+
+def _dmu_tool():
+    spec = importlib.util.spec_from_file_location("clipadapt_tools_dmu", ROOT / "tools" / "dmu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _spy(method, calls: list[str]):
+    def wrapper(self, *args):
+        calls.append(f"{method.__name__}{args}")
+        return method(self, *args)
+
+    return wrapper
+
+
+@pytest.fixture
+def setup(tmp_path: Path, tiny_weights: Path, monkeypatch) -> tuple[Path, Path]:
+    world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
+    monkeypatch.setenv("CLIPADAPT_DATA", str(world))
+    monkeypatch.setenv("CLIPADAPT_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "dmu_small.py"
+    config.write_text(SMALL.format(config=str(CONFIG), world=WORLD, weights=str(tiny_weights)))
+    return config, tmp_path / "run"
+
+
+@pytest.mark.slow
+def test_dmu_resumes_at_the_next_unfinished_stage(setup, monkeypatch) -> None:
+    config, work_dir = setup
+    dmu = _dmu_tool()
+    ran: list[str] = []
+    original = dmu.DMUPipeline._mlp_stage
+
+    def stopped_at_stage2(self, stage: int):
+        if stage == 2:
+            raise KeyboardInterrupt  # the run is killed after stage 1 finished
+        ran.append(f"stage{stage}")
+        return original(self, stage)
+
+    monkeypatch.setattr(dmu.DMUPipeline, "_mlp_stage", stopped_at_stage2)
+    args = [str(config), "--work-dir", str(work_dir)]
+    with pytest.raises(KeyboardInterrupt):
+        dmu.main(args)
+    state = json.loads((work_dir / "dmu_state.json").read_text())
+    assert list(state["done"]) == ["stage0", "stage1"] and ran == ["stage1"]
+    stage1 = Path(state["done"]["stage1"]["adapter"])
+    stamp = stage1.stat().st_mtime_ns
+    labels = np.load(state["done"]["stage1"]["labels"])
+    assert labels.max() < 81 and len(labels) == WORLD["scenes_train"]
+
+    # The second run starts at stage 2: stages 0 and 1 are neither re-run nor rewritten.
+    dmu = _dmu_tool()
+    calls: list[str] = []
+    for name in ("_stage0", "_mlp_stage", "_router_stage"):
+        monkeypatch.setattr(dmu.DMUPipeline, name, _spy(getattr(dmu.DMUPipeline, name), calls))
+    done = dmu.main(args)
+    assert calls == ["_mlp_stage(2,)", "_router_stage()"]
+    assert list(done) == ["stage0", "stage1", "stage2", "router", "eval"]
+    assert stage1.stat().st_mtime_ns == stamp
+    result = done["eval"]
+    assert 0 <= result["i2t_R@1"] <= 100 and result["activated"] < result["total"]
+
+    # The MoE's expert 1 is stage 1's MLP (the router stage trains the routers only); expert 0 the base's.
+    router = torch.load(done["router"]["adapter"], weights_only=True)["state_dict"]
+    mlp = torch.load(stage1, weights_only=True)["state_dict"]
+    name = "visual.transformer.resblocks.3.mlp"
+    torch.testing.assert_close(router[f"{name}.experts.1.c_fc.weight"], mlp[f"{name}.c_fc.weight"], atol=0, rtol=0)
+    assert not torch.equal(router[f"{name}.experts.0.c_fc.weight"], mlp[f"{name}.c_fc.weight"])
+
+    # A changed config may not continue another config's run.
+    with pytest.raises(SystemExit, match="records a DMU run of a different config"):
+        dmu.main([*args, "--cfg-options", "dmu.seed=5"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "moe").glob("*.py")), ids=lambda p: p.name)
+def test_moe_configs_pass_the_key_checks(path: Path, tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    from clipadapt.engine import check_config
+
+    dmu = _dmu_tool()
+    cfg = Config.fromfile(str(path))
+    settings = cfg.pop("dmu").to_dict()
+    check_config(cfg)
+    dmu._check_mlp_stage(cfg, settings, str(path))
+    pipeline = dmu.DMUPipeline(cfg, settings, tmp_path)
+    assert pipeline.num_experts == 4 and pipeline.moe_cfg["top_k"] == 2
+    assert [name for name, _ in pipeline.steps(compare=False)] == [
+        "stage0",
+        "stage1",
+        "stage2",
+        "stage3",
+        "router",
+        "eval",
+    ]
+
+
+def test_a_dmu_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    dmu = _dmu_tool()
+    cfg = Config.fromfile(str(CONFIG))
+    settings = cfg.pop("dmu").to_dict()
+    with pytest.raises(SystemExit, match="dmu.image_cluster: unknown DMU setting"):
+        dmu.DMUPipeline(cfg, {**settings, "image_cluster": 4}, tmp_path)
+    settings["mlp_stage"]["optim_wrapper"]["optimizer"]["lrr"] = 1.0
+    with pytest.raises(SystemExit, match=r"dmu.mlp_stage: optim_wrapper.optimizer.lrr: AdamW has no argument 'lrr'"):
+        dmu._check_mlp_stage(cfg, settings, str(CONFIG))
