@@ -15,7 +15,7 @@ val_dataloader = dict(dataset=dict(subsample="base"))
 test_dataloader = dict(dataset=dict(subsample="base"))
 optim_wrapper = dict(type="AmpOptimWrapper", dtype="float16", optimizer=dict(lr=_lr))
 param_scheduler = [
-    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1),
+    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=1, end=_epochs, T_max=_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=_epochs, val_interval=_epochs)

@@ -15,6 +15,6 @@ val_dataloader = dict(dataset=dict(subsample="base"))
 test_dataloader = dict(dataset=dict(subsample="base"))
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 param_scheduler = [
-    dict(type="ConstantLR", factor=1e-5 / 0.05, by_epoch=True, begin=0, end=1),
+    dict(type="ConstantLR", factor=1e-5 / 0.05, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=1, end=5, T_max=5, convert_to_iter_based=True),
 ]

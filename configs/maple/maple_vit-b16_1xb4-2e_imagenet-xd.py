@@ -14,7 +14,7 @@ _lr, _epochs = 0.0026, 2
 model = dict(plugins=[dict(type="MaPLe", n_ctx=2, depth=3, ctx_init="a photo of a")])
 optim_wrapper = dict(type="AmpOptimWrapper", dtype="float16", optimizer=dict(lr=_lr))
 param_scheduler = [
-    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1),
+    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=1, end=_epochs, T_max=_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=_epochs, val_interval=_epochs)

@@ -8,7 +8,7 @@ optim_wrapper = dict(
     optimizer=dict(type="SGD", lr=_lr, momentum=0.9, weight_decay=5e-4),
 )
 param_scheduler = [
-    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1),
+    dict(type="ConstantLR", factor=1e-5 / _lr, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=1, end=_epochs, T_max=_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=_epochs, val_interval=_epochs)
