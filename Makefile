@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test bench lint clean-venv
+.PHONY: quickstart test bench lint docs clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,docs]"
 	@touch $(STAMP)
 
 quickstart: $(STAMP)
@@ -22,7 +22,10 @@ bench: $(STAMP)
 	$(PY) tools/benchmark.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check clipadapt plugins tools tests
+	$(VENV)/bin/ruff check clipadapt plugins tools tests examples
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 clean-venv:
 	rm -rf $(VENV)
