@@ -37,8 +37,6 @@ def adapter_state_dict(model: CLIP) -> dict[str, torch.Tensor]:
     }
 
 
-
-
 def adapter_metadata(model: CLIP) -> dict[str, Any]:
     return {
         "format": FORMAT,

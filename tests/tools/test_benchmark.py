@@ -98,6 +98,19 @@ def test_row_specific_fields(json_rows) -> None:
     assert maple["baseline_saved_mib"] > maple["clipadapt_saved_mib"] > 0
     assert maple["memory_ratio"] == pytest.approx(maple["baseline_saved_mib"] / maple["clipadapt_saved_mib"])
 
+    long_text = rows["long_text_forward"]
+    assert long_text["context_length"] == 248 and long_text["batch"] == 32 and long_text["long_captions"] == 4
+    assert 77 < long_text["clipadapt_tokens"] < 248  # the long captions pass 77 tokens; truncation still cuts
+    assert _positive_finite(long_text["clipadapt_no_truncation"])
+
+    region = rows["region_pooling"]
+    assert region["batch"] == 16 and region["boxes_per_image"] == 64
+    assert region["parity_max_abs_diff"] <= 1e-6  # one batched RoIAlign equals the per-box loop
+
+    moe = rows["moe_block"]
+    assert (moe["num_experts"], moe["top_k"]) == (4, 2) and moe["width"] == 192
+    assert moe["tokens"] == 8 * 65  # the benchmark batch's image tokens (tiny-vit: 8 x 8 patches + CLS)
+
     eff = rows["image_forward_efficiency"]
     assert eff["unit"] == "FLOP/s" and eff["gemm_size"] == 256
     assert _positive_finite(eff["open_clip_fraction"]) and _positive_finite(eff["open_clip_flops_per_s"])
