@@ -2,8 +2,8 @@
 
 Base-to-novel (``--protocol base2novel``, the default)::
 
-    python tools/base2novel.py configs/maple/maple_tiny-vit_1xb4_synthetic-dark-b2n.py \
-        --zero-shot configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py --seeds 1 2 3
+    python tools/base2novel.py configs/maple/maple_tiny-vit_1xb4_synthetic-warm-b2n.py \
+        --zero-shot configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py --seeds 1 2 3
 
 Transfer (``--protocol transfer``): cross-dataset transfer and domain generalisation. Each config
 trains on all classes of its own data set (the source), then is tested, without further training,
@@ -11,9 +11,9 @@ on the source's test split and on each ``--target`` (a data set config, e.g.
 ``configs/_base_/datasets/coop/dtd.py`` for cross-dataset, or another visual domain of the same
 classes for domain generalisation)::
 
-    python tools/base2novel.py configs/maple/maple_tiny-vit_1xb4_synthetic-dark-xd.py --protocol transfer \
-        --zero-shot configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py \
-        --target configs/_base_/datasets/synthetic_fewshot_plain.py configs/_base_/datasets/synthetic_fewshot_noise.py
+    python tools/base2novel.py configs/maple/maple_tiny-vit_1xb4_synthetic-warm-xd.py --protocol transfer \
+        --zero-shot configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py \
+        --target configs/_base_/datasets/synthetic_fewshot_plain.py configs/_base_/datasets/synthetic_fewshot_dark.py
 
 Base-to-novel:
 

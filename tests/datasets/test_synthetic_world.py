@@ -218,3 +218,26 @@ def test_cli(tmp_path: Path, tiny_params: dict, capsys: pytest.CaptureFixture) -
     assert load_manifest(tmp_path / "cli")["classes"] == ["blue star", "red circle"]
     module.main(argv)
     assert "up to date" in capsys.readouterr().out
+
+
+def test_warm_light_casts_every_pixel(tmp_path: Path) -> None:
+    """The "warm" domain: every pixel (object included) under the light's cast; other domains unlit."""
+    import numpy as np
+
+    from clipadapt.datasets.synthetic.draw import LIGHT_CASTS, apply_light
+
+    image = Image.fromarray(np.array([[[200, 100, 50], [255, 255, 255]]], dtype=np.uint8))
+    lit = np.asarray(apply_light("warm", image), dtype=np.float64)
+    assert lit.tolist() == np.rint(np.asarray(image, dtype=np.float64) * LIGHT_CASTS["warm"]).tolist()
+    assert apply_light("plain", image) is image
+    root = ensure_synthetic_world(
+        tmp_path / "w", classes=["blue circle"], domains=["plain", "warm"], per_class_train=4, per_class_val=1,
+        per_class_test=1, scenes_train=0, scenes_val=0, scenes_test=0, progress=False, workers=1,
+    )  # fmt: skip
+    means = {}
+    for domain in ("plain", "warm"):
+        entries = json.loads((root / f"split_synthetic_{domain}.json").read_text())["train"]
+        pixels = np.stack([np.asarray(Image.open(root / rel), dtype=np.float64) for rel, _, _ in entries])
+        means[domain] = pixels.reshape(-1, 3).mean(axis=0)
+    # blue objects on light backgrounds: under the warm light blue falls far more than red
+    assert means["warm"][2] / means["warm"][0] < 0.6 < means["plain"][2] / means["plain"][0]

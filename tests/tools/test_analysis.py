@@ -185,7 +185,7 @@ def test_benchmark_rows_and_ratios(tmp_path: Path) -> None:
 def test_world_picture(tmp_path: Path) -> None:
     root = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
     rows = world_plot.domain_images(root, ["red circle", "blue square"], per_row=6)
-    assert set(rows) == {"plain", "noise", "gradient", "dark"}
+    assert set(rows) == {"plain", "noise", "gradient", "dark", "warm"}
     assert rows["dark"][0] == ("red circle", root / "images/dark/red_circle/00000.png")
     with pytest.raises(KeyError, match=r"classes \['green star'\] are not in"):
         world_plot.domain_images(root, ["green star"], per_row=6)

@@ -21,11 +21,11 @@ from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
 
 ROOT = Path(__file__).resolve().parents[2]
-MAPLE = ROOT / "configs" / "maple" / "maple_tiny-vit_1xb4_synthetic-dark-b2n.py"
+MAPLE = ROOT / "configs" / "maple" / "maple_tiny-vit_1xb4_synthetic-warm-b2n.py"
 WORLD = dict(
     colours=["red", "blue"],
     shapes=["circle", "square"],
-    domains=["dark"],
+    domains=["warm"],
     per_class_train=4,
     per_class_val=1,
     per_class_test=1,
@@ -37,7 +37,8 @@ CONFIG = """
 _base_ = [{base!r}]
 synthetic_world = {world!r}
 model = dict(pretrained=None, plugins=[dict(type="MaPLe", n_ctx=2, depth=3)])
-train_dataloader = dict(batch_size={batch}, dataset=dict(subsample="all", num_shots=4, pipeline=[dict(type="LoadImage")]))
+_data = dict(subsample="all", num_shots=4, pipeline=[dict(type="LoadImage")])
+train_dataloader = dict(batch_size={batch}, dataset=_data)
 val_dataloader = dict(dataset=dict(subsample="all"))
 test_dataloader = dict(dataset=dict(subsample="all"))
 optim_wrapper = dict(optimizer=dict(lr=0.5))

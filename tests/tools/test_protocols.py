@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORLD = dict(
     colours=["red", "blue"],
     shapes=["circle", "square"],
-    domains=["plain", "dark"],
+    domains=["plain", "warm"],
     per_class_train=2,
     per_class_val=1,
     per_class_test=3,
@@ -55,16 +55,15 @@ def setup(tmp_path_factory):
     world = ensure_synthetic_world(root / "world", progress=False, workers=1, **WORLD)
     configs = {}
     for name, base in (
-        ("maple_b2n", "configs/maple/maple_tiny-vit_1xb4_synthetic-dark-b2n.py"),
-        ("maple_xd", "configs/maple/maple_tiny-vit_1xb4_synthetic-dark-xd.py"),
-        ("zeroshot", "configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py"),
+        ("maple_b2n", "configs/maple/maple_tiny-vit_1xb4_synthetic-warm-b2n.py"),
+        ("maple_xd", "configs/maple/maple_tiny-vit_1xb4_synthetic-warm-xd.py"),
+        ("zeroshot", "configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py"),
     ):
         configs[name] = root / f"{name}.py"
         configs[name].write_text(SMALL.format(base=str(ROOT / base), world=WORLD))
     configs["plain"] = root / "plain.py"
-    configs["plain"].write_text(
-        f"_base_ = [{str(ROOT / 'configs/_base_/datasets/synthetic_fewshot_plain.py')!r}]\nsynthetic_world = {WORLD!r}\n"
-    )
+    plain = ROOT / "configs/_base_/datasets/synthetic_fewshot_plain.py"
+    configs["plain"].write_text(f"_base_ = [{str(plain)!r}]\nsynthetic_world = {WORLD!r}\n")
     return root, world, configs
 
 

@@ -55,9 +55,24 @@ def jitter_colour(name: str, rng: np.random.Generator, amount: int = 14) -> tupl
     return int(rgb[0]), int(rgb[1]), int(rgb[2])
 
 
+# Domains lit by a coloured light: the cast multiplies every pixel, the objects' included, so the colours
+# the world names look different there (yellow turns orange, blue greys). A CLIP that never saw the light
+# misreads colours; a few labelled images of the domain are enough to learn the shift.
+LIGHT_CASTS: dict[str, tuple[float, float, float]] = {"warm": (1.0, 0.74, 0.46)}
+
+
+def apply_light(domain: str, image: Image.Image) -> Image.Image:
+    """The image under the domain's light (:data:`LIGHT_CASTS`); unchanged for the other domains."""
+    cast = LIGHT_CASTS.get(domain)
+    if cast is None:
+        return image
+    pixels = np.asarray(image, dtype=np.float64) * np.asarray(cast)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
 def draw_background(domain: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A background of one visual domain as a uint8 ``[size, size, 3]`` array."""
-    if domain == "plain":
+    """A background of one visual domain as a uint8 ``[size, size, 3]`` array (before its light)."""
+    if domain in ("plain", "warm"):
         tone = rng.integers(200, 236) + rng.integers(-8, 9, size=3)
         return np.broadcast_to(np.clip(tone, 0, 255).astype(np.uint8), (size, size, 3)).copy()
     if domain == "dark":

@@ -58,8 +58,9 @@ DOMAINS: dict[str, str] = {
     "gradient": "a smooth colour gradient",
     "dark": "a dark background",
     "checker": "a grey checkerboard background",
+    "warm": "a light background under warm orange light",
 }
-DEFAULT_DOMAINS: tuple[str, ...] = ("plain", "noise", "gradient", "dark")
+DEFAULT_DOMAINS: tuple[str, ...] = ("plain", "noise", "gradient", "dark", "warm")
 # Scenes (the image-text, region and detection data) leave out "dark" so that a CLIP pretrained on
 # the scenes meets "dark" classification images as an unseen domain.
 DEFAULT_SCENE_DOMAINS: tuple[str, ...] = ("plain", "noise", "gradient")

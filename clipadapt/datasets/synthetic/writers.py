@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .draw import draw_background, render
+from .draw import apply_light, draw_background, render
 from .scene import hard_negatives, long_caption, phrase, sample_scene, sample_single, short_caption
 from .vocab import WorldConfig
 
@@ -91,6 +91,7 @@ def _classification_job(job: tuple[str, dict, str, str, str, int]) -> list[str]:
         rng = _rng(params["seed"], "classification", domain, f"{colour} {shape}", idx)
         obj = sample_single(colour, shape, size, rng)
         image, _ = render(draw_background(domain, size, rng), [obj.drawn], rng)
+        image = apply_light(domain, image)
         rel = f"images/{domain}/{class_dir(f'{colour} {shape}')}/{idx:05d}.png"
         atomic_write_bytes(Path(root) / rel, _png_bytes(image))
         rels.append(rel)
@@ -112,6 +113,7 @@ def _scene_job(job: tuple[str, dict, str, int]) -> dict:
     num = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     objects = sample_scene(list(cfg.class_pairs), size, num, rng)
     image, boxes = render(draw_background(domain, size, rng), [o.drawn for o in objects], rng)
+    image = apply_light(domain, image)
     for obj, box in zip(objects, boxes, strict=True):
         obj.bbox = box
     objects = [o for o in objects if o.bbox[2] > 0 and o.bbox[3] > 0]
