@@ -19,6 +19,7 @@ group (or MMEngine's ``custom_imports``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -108,5 +109,18 @@ class Plugin(nn.Module):
 
     # 4. state ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """The config dict that rebuilds this plugin (``type`` plus constructor arguments)."""
-        return dict(getattr(self, "_build_cfg", {"type": type(self).__name__}))
+        """The config dict that rebuilds this plugin (``type`` plus constructor arguments), as plain Python.
+
+        Nested config values arrive as MMEngine ``ConfigDict``s; they become ``dict``s here, because
+        checkpoints store this config and ``torch.load(weights_only=True)`` refuses unknown classes.
+        """
+        return _plain(dict(getattr(self, "_build_cfg", {"type": type(self).__name__})))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a ``dict`` and every list or tuple a ``list``, recursively."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

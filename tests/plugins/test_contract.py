@@ -145,3 +145,20 @@ def test_replaced_modules_travel_in_the_adapter(tmp_path: Path) -> None:
     model = clipadapt.create_model("tiny-vit", plugins=[MLPSwap()])
     state = clipadapt.adapter.adapter_state_dict(model)
     assert any(k.startswith("visual.transformer.resblocks.3.mlp.0.") for k in state)
+
+
+def test_nested_config_values_are_saved_as_plain_python(tmp_path: Path) -> None:
+    """A plugin built from an MMEngine config gets ConfigDicts for nested values; its checkpoint must still
+    load with ``weights_only=True`` (PromptSRC's ``promptsrc=dict(...)`` once broke base-to-novel testing)."""
+    from mmengine.config import Config
+
+    import clipadapt
+
+    cfg = Config(dict(plugin=dict(type="IVLP", depth_text=2, depth_vision=2, promptsrc=dict(text_weight=5.0))))
+    assert type(cfg.plugin.promptsrc).__name__ == "ConfigDict"
+    model = clipadapt.create_model("tiny-vit", plugins=[cfg.plugin])
+    config = model.plugins["ivlp"].config()
+    assert type(config["promptsrc"]) is dict and config["promptsrc"]["text_weight"] == 5.0
+    path = clipadapt.save_adapter(model, tmp_path / "ivlp.pt")
+    state = torch.load(path, map_location="cpu", weights_only=True)  # no ConfigDict to refuse
+    assert state["plugins"][0]["promptsrc"] == {"text_weight": 5.0}
