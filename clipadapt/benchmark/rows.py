@@ -25,6 +25,16 @@ GOALS = {
 }
 
 
+def classification_loss(image_features: Any, text_features: Any, logit_scale: Any, labels: Any) -> tuple[Any, Any]:
+    """CLIP's prompt-learning loss: cross-entropy of scaled cosine logits; also the normalised text features."""
+    import torch
+
+    image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+    text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+    logits = logit_scale.exp() * image_features @ text_features.t()
+    return torch.nn.functional.cross_entropy(logits.float(), labels), text_features
+
+
 class Bench:
     """The models, inputs and settings shared by the rows of one run."""
 
@@ -248,10 +258,7 @@ class Bench:
         images, labels, tokens = self.images, self.labels, self.tokens
 
         def loss_of(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
-            image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-            text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-            logits = logit_scale.exp() * image_features @ text_features.t()
-            return torch.nn.functional.cross_entropy(logits.float(), labels), text_features
+            return classification_loss(image_features, text_features, logit_scale, labels)
 
         def forward_ours() -> tuple[torch.Tensor, torch.Tensor]:
             with self.autocast():
@@ -321,10 +328,7 @@ class Bench:
         images, labels, tokens = self.images, self.labels, self.tokens
 
         def loss_of(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
-            image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-            text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-            logits = logit_scale.exp() * image_features @ text_features.t()
-            return torch.nn.functional.cross_entropy(logits.float(), labels), text_features
+            return classification_loss(image_features, text_features, logit_scale, labels)
 
         def forward_ours() -> tuple[torch.Tensor, torch.Tensor]:
             with self.autocast():
