@@ -144,3 +144,23 @@ def test_a_class_name_longer_than_the_context_is_an_error_naming_it(images, plug
         model(batch(model, images[:2])["inputs"], mode="tensor")
     model.set_classnames(["red circle", " ".join(["striped"] * 70)])  # 70 words + template + SOT/EOT fit
     assert model(batch(model, images[:2])["inputs"], mode="tensor").shape == (2, 2)
+
+
+def test_a_non_finite_loss_stops_the_step_before_the_update(images):
+    """A plugin loss that turns NaN: the step raises, naming the iteration and the term; no weight changes."""
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+
+    model = build(plugins=[dict(type="CoOp", n_ctx=2)])
+    plugin = model.clip.plugins["coop"]
+    plugin.losses = lambda outputs: {"loss_bad": outputs["logits"].sum() * float("nan")}
+    before = plugin.ctx.detach().clone()
+    wrapper = OptimWrapper(torch.optim.SGD([plugin.ctx], lr=1.0))
+    MessageHub.get_current_instance().update_info("iter", 41)
+    data = {"inputs": images, "data_samples": {"label": torch.tensor([0, 1, 2])}}
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at iteration 42: \{'loss_bad': nan\}"):
+        model.train_step(data, wrapper)
+    assert torch.equal(plugin.ctx, before) and plugin.ctx.grad is None  # nothing was applied
+    plugin.losses = lambda outputs: {}
+    model.train_step(data, wrapper)  # a finite loss trains as before
+    assert not torch.equal(plugin.ctx, before)

@@ -65,6 +65,28 @@ class ClipTask(BaseModel):
             raise TypeError("tokenize takes a list of strings, not one string")
         return self.tokenizer(list(texts)).to(self.device)
 
+    def parse_losses(self, losses: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """MMEngine's loss parsing, refusing a non-finite loss before it reaches the weights.
+
+        A NaN or infinite loss would write NaN into every trained parameter at the update and, at the next
+        checkpoint, over the last good one. The training step (MMEngine's, and its DDP wrapper's) parses
+        the losses before the update, so raising here stops the run with the checkpoints on disk as they
+        were, naming the iteration and the loss terms that are not finite.
+
+        Raises:
+            FloatingPointError: the summed loss is NaN or infinite.
+        """
+        parsed, log_vars = super().parse_losses(losses)
+        if not torch.isfinite(parsed.detach()).all():
+            terms = {name: value for name, value in log_vars.items() if name != "loss"}  # "loss" is their sum
+            bad = {name: float(value) for name, value in terms.items() if not torch.isfinite(value).all()}
+            bad = bad or {"loss": float(parsed)}
+            raise FloatingPointError(
+                f"non-finite loss at iteration {_current_iteration()}: {bad}; the step was not applied (lower "
+                "the lr, enable clip_grad, or use bf16 instead of fp16)"
+            )
+        return parsed, log_vars
+
     def add_plugin_losses(self, losses: dict[str, torch.Tensor], outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Add each attached plugin's ``losses(outputs)`` to ``losses``; a name used twice is an error."""
         for prefix, plugin in self.clip.plugins.items():
@@ -73,3 +95,12 @@ class ClipTask(BaseModel):
                     raise ValueError(f"plugin {prefix!r} returns loss {name!r}, which another term already uses")
                 losses[name] = value
         return losses
+
+
+def _current_iteration() -> int | str:
+    """The runner's iteration (1-based, as its logs count) or ``"?"`` outside a runner."""
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_current_instance()
+    iteration = hub.get_info("iter")
+    return "?" if iteration is None else int(iteration) + 1
