@@ -185,3 +185,14 @@ def test_ddp_on_cpu_gathers_features_across_ranks(setup):
     loss = float(first.split("loss_contrastive:")[1].split()[0])
     # Random init: logits are nearly uniform, so the loss is about ln(batch). Gathered: ln(2 x 4), not ln(4).
     assert abs(loss - math.log(8)) < 0.4, first
+
+
+def test_same_config_and_seed_train_bit_identically_on_cpu(trained, setup):
+    """Determinism: a second run of the same config and seed ends with the very same weights and losses."""
+    work_dir, _ = trained
+    root, config, env = setup
+    _train(config, root / "again", env)
+    a, b = _state(work_dir / "epoch_2.pth"), _state(root / "again" / "epoch_2.pth")
+    assert torch.equal(a["state_dict"]["clip.plugins.vpt.prompts"], b["state_dict"]["clip.plugins.vpt.prompts"])
+    losses = [s["message_hub"]["log_scalars"]["train/loss"]._log_history for s in (a, b)]
+    assert losses[0].tolist() == losses[1].tolist()  # every logged loss, not just the end point
