@@ -5,6 +5,8 @@ Model code (``clipadapt.models``, the plugins) never imports this package.
 - :class:`ClassNamesHook`, :class:`AdapterCheckpointHook`, :class:`ProgressBarHook`;
 - :class:`TrainableOptimWrapperConstructor` (the optimizer sees trainable parameters only),
   :class:`AutocastOptimWrapper` (bf16 autocast on CPU or GPU);
+- :class:`AtomicCheckpointHook`, :class:`RandomStateHook`, :func:`use_reliable_checkpoints`: checkpoints
+  that a kill never leaves broken, resumes that continue the same random stream;
 - :func:`enable_safe_resume`: resuming under ``torch.load(weights_only=True)``;
 - :func:`prepare_config` / :func:`check_config`: readable errors for unknown config keys, and the
   ``cache://`` / ``synthetic://`` paths;
@@ -21,19 +23,24 @@ from .hooks import AdapterCheckpointHook, ClassNamesHook, ProgressBarHook
 from .optim import AutocastOptimWrapper, TrainableOptimWrapperConstructor
 from .prepare import cache_dir, data_dir, prepare_config, resolve_uri
 from .prompt_aggregation import GaussianPromptAggregationHook
-from .safe_load import SAFE_GLOBALS, enable_safe_resume
+from .reliability import AtomicCheckpointHook, AtomicLocalBackend, RandomStateHook, use_reliable_checkpoints
+from .safe_load import SAFE_GLOBALS, UnsafeCheckpointError, enable_safe_resume, load_local_checkpoint
 from .tiny_clip import ensure_tiny_clip, find_config, tiny_clip_path
 
 __all__ = [
     "SAFE_GLOBALS",
     "AdapterCheckpointHook",
+    "AtomicCheckpointHook",
+    "AtomicLocalBackend",
     "AutocastOptimWrapper",
     "CPUDistributedDataParallel",
     "ClassNamesHook",
     "ConfigKeyError",
     "GaussianPromptAggregationHook",
     "ProgressBarHook",
+    "RandomStateHook",
     "TrainableOptimWrapperConstructor",
+    "UnsafeCheckpointError",
     "cache_dir",
     "check_config",
     "data_dir",
@@ -41,8 +48,10 @@ __all__ = [
     "ensure_tiny_clip",
     "find_config",
     "init_cpu_process_group",
+    "load_local_checkpoint",
     "prepare_config",
     "resolve_uri",
     "tiny_clip_path",
     "use_cpu_ddp",
+    "use_reliable_checkpoints",
 ]

@@ -56,14 +56,17 @@ def drop_training(cfg: Config) -> Config:
 
 
 def prepare_run(cfg: Config, config_path: str) -> Config:
-    """Check keys and resolve symbolic paths (exit naming the config on a bad key); set up CPU DDP."""
+    """Check keys and resolve symbolic paths (exit naming the config on a bad key); set up CPU DDP;
+    atomic checkpoints and RNG states that resume (:func:`clipadapt.engine.use_reliable_checkpoints`)."""
     from .config_check import ConfigKeyError
     from .distributed import use_cpu_ddp
     from .prepare import prepare_config
+    from .reliability import use_reliable_checkpoints
 
     try:
         prepare_config(cfg)
     except ConfigKeyError as err:
         sys.exit(f"error in config {config_path}: {err}")
     use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
+    use_reliable_checkpoints(cfg)  # a kill never leaves a broken latest checkpoint; resumes are bit-identical
     return cfg

@@ -16,19 +16,33 @@ with ``UnpicklingError``. :func:`enable_safe_resume` fixes both sides:
   reconstruct / scalar functions that rebuild arrays and scalars, and numpy's numeric dtype
   classes (never ``ObjectDType``: object arrays stay refused).
 
+It also replaces MMEngine's loader of local checkpoints (``CheckpointLoader`` scheme ``''``: what
+``load_from``, ``--resume`` and ``tools/test.py CKPT`` go through), which calls ``torch.load`` without
+``weights_only`` and so depends on torch's default (and on ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). Ours
+passes ``weights_only=True`` explicitly, and a refused file raises :class:`UnsafeCheckpointError`
+naming the file and the global it asked for, instead of torch's advice to turn the safety off.
+
 Call it before a runner saves or loads (``tools/train.py`` and ``tools/test.py`` do).
 """
 
 from __future__ import annotations
 
 import copyreg
+import os.path as osp
+import pickle
+import re
 from typing import Any
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
 
-__all__ = ["SAFE_GLOBALS", "enable_safe_resume"]
+__all__ = ["SAFE_GLOBALS", "UnsafeCheckpointError", "enable_safe_resume", "load_local_checkpoint"]
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint asked ``torch.load(weights_only=True)`` for something outside the allow-list."""
 
 
 def _numpy_globals() -> list[Any]:
@@ -68,7 +82,31 @@ def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple[Any, tuple[Any, ...]]
     return HistoryBuffer, (log, count, buffer.max_length)
 
 
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """MMEngine's local checkpoint loader, with ``weights_only=True`` always and a clear refusal.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file needs a global outside the allow-list (nothing of it ran).
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"checkpoint file not found: {filename}")
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # torch names the global it refused
+        what = f"the global {found.group(1)}" if found else "an object"
+        raise UnsafeCheckpointError(
+            f"refused to load checkpoint {filename}: it asks for {what}, which is not on clipadapt's allow-list "
+            "of torch.load(weights_only=True); nothing in the file was run. clipadapt checkpoints hold tensors, "
+            "containers, numpy arrays and MMEngine's HistoryBuffer only -- re-save the file as a plain state dict "
+            "or safetensors if you trust it."
+        ) from err
+
+
 def enable_safe_resume() -> None:
     """Make MMEngine checkpoints save and load under ``torch.load(weights_only=True)``; idempotent."""
     copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
