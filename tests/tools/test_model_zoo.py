@@ -1,0 +1,109 @@
+"""tools/model_zoo.py: a quick run's own outputs become the table and the PNG, and the docs page shows the record.
+
+The quick run trains the four prompt learners for one epoch on a 4-class world from a random-init tiny
+CLIP (seconds); its table must be the one computed from the ``results.csv`` that run wrote, not the
+recorded data. The model-zoo page must hold, verbatim, the table the script renders from the recorded data
+for every experiment, and reference every plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "model-zoo.md"
+
+
+def _load_zoo():
+    spec = importlib.util.spec_from_file_location("clipadapt_tools_model_zoo", ROOT / "tools" / "model_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+zoo = _load_zoo()
+
+
+@pytest.mark.slow
+def test_quick_prompt_run_produces_its_own_table_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    torch.manual_seed(0)
+    config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
+    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / "tiny-vit-synthetic.pt")
+    monkeypatch.setenv("CLIPADAPT_CACHE", str(cache))
+    monkeypatch.setenv("CLIPADAPT_DATA", str(tmp_path / "world"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    work, plots = tmp_path / "zoo", tmp_path / "plots"
+    results = zoo.main(["--run", "--quick", "--only", "prompt", "--work-dir", str(work), "--plots", str(plots)])
+
+    run_csv = work / "prompt" / "results.csv"
+    assert results["prompt"]["source"] == str(work / "prompt")  # the run's outputs, not the recorded data
+    with open(run_csv, newline="") as handle:
+        runs = [r for r in csv.DictReader(handle) if r["seed"] != "mean"]
+    assert [r["method"].split("_")[0] for r in runs] == ["zeroshot", "maple", "coop", "ivlp", "promptsrc"]
+    assert {r["seed"] for r in runs} == {"1"}  # --quick: one seed
+    rows = results["prompt"]["rows"]
+    assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "IVLP", "PromptSRC"]
+    for row, run in zip(rows, runs):
+        base, novel = float(run["base"]), float(run["novel"])
+        assert row["base"] == pytest.approx(base, abs=0.005) and row["novel"] == pytest.approx(novel, abs=0.005)
+        hm = statistics.harmonic_mean([base, novel]) if base and novel else 0.0
+        assert row["hm"] == pytest.approx(hm, abs=0.005)
+    table = results["prompt"]["table"]
+    assert table.splitlines()[0] == "| method | base | novel | HM | seeds |"
+    assert table.splitlines()[3].startswith(f"| MaPLe | {zoo._cell(rows[1]['base'])} | ")
+
+    png = plots / "zoo_prompt.png"
+    assert results["prompt"]["plot"] == str(png)
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] >= 400 and image.size[1] >= 300
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or range(99)) > 20  # something is drawn
+
+
+def test_page_tables_match_the_recorded_data(tmp_path: Path) -> None:
+    page = PAGE.read_text()
+    for name in zoo.EXPERIMENTS:
+        record = zoo.collect(name, tmp_path / "no-runs")  # no work dirs: the recorded data
+        assert record["source"].startswith("docs/assets/data/"), record["source"]
+        assert zoo.table(name, record["rows"]) in page, f"the {name} table of docs/model-zoo.md is not the record's"
+        assert f"](assets/plots/zoo_{name}.png)" in page
+        assert (ROOT / "docs" / "assets" / "plots" / f"zoo_{name}.png").is_file()
+    recorded = {r["method"]: r for r in zoo.collect("moe", tmp_path)["rows"]}
+    assert recorded["DMU MoE"]["steps"] == recorded["Dense MLP fine-tuning"]["steps"] == 100  # the same budget
+
+
+def test_collect_reads_what_the_tools_write(tmp_path: Path) -> None:
+    longclip = tmp_path / "longclip"
+    longclip.mkdir()
+    metrics = {"long_i2t_R@1": 25.5, "long_t2i_R@1": 26.0, "short_i2t_R@1": 21.5, "short_t2i_R@1": 26.0,
+               "zeroshot_top1": 12.034}  # fmt: skip
+    for file in ("base.json", "longclip.json"):
+        (longclip / file).write_text(json.dumps({f"longtext/{k}": v for k, v in metrics.items()}))
+    rows = zoo.collect("longclip", tmp_path)["rows"]
+    assert rows[1] == {"method": "Long-CLIP", "long_i2t": 25.5, "long_t2i": 26.0, "short_i2t": 21.5,
+                       "short_t2i": 26.0, "zeroshot": 12.03}  # fmt: skip
+    (longclip / "base.json").write_text(json.dumps({"longtext/long_i2t_R@1": 1.0}))
+    with pytest.raises(KeyError, match=r"base\.json has no metric 'longtext/long_t2i_R@1'"):
+        zoo.collect("longclip", tmp_path)
+
+    moe = tmp_path / "moe"
+    moe.mkdir()
+    (moe / "compare.csv").write_text(
+        "method,steps,samples,i2t_R@1,t2i_R@1,i2t_R@5,t2i_R@5,activated,total\n"
+        "DMU MoE,100,3200,20.5,20.5,60.0,61.0,9430000,10280000\n"
+    )
+    assert zoo.collect("moe", tmp_path)["rows"] == [
+        {"method": "DMU MoE", "steps": 100, "i2t": 20.5, "t2i": 20.5, "activated_M": 9.43, "total_M": 10.28}
+    ]
