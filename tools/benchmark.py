@@ -46,6 +46,10 @@ Rows:
     CLIP-MoE: one upcycled MLP (4 experts, top-2, grouped dispatch) against two dense MLP calls on
     the same image tokens, forward and backward. ``ratio`` = dense time / MoE time (goal >= 0.8, i.e.
     the MoE costs at most 1.25x the two dense calls). Tokens/s.
+``eval_stream`` (only when named in ``--rows``)
+    Load: ``tools/test.py`` evaluates the zero-shot tiny-CLIP config on ``--eval-images`` synthetic test
+    images and on a tenth of them, each in its own process; peak RSS of each. ``ratio`` = small / large
+    (1.0 = memory does not grow with the data set: the evaluation streams).
 ``image_forward_efficiency``
     Achieved model FLOP/s of clipadapt's image forward (FLOPs counted analytically from the config:
     2 x MACs of the patch embedding, every block and the head) divided by the FLOP/s of one large
@@ -90,6 +94,7 @@ from clipadapt.benchmark import (
     small_op_ms,
     usable_cores,
 )
+from clipadapt.benchmark.load_rows import eval_stream_row
 from clipadapt.benchmark.plugin_rows import long_text_row, moe_block_row, region_pooling_row
 
 __all__ = ["ROWS", "class_prompts", "image_flops", "main", "parse_args", "print_table", "run", "saved_for_backward_mib"]
@@ -103,7 +108,9 @@ ROWS = (
     "long_text_forward",
     "region_pooling",
     "moe_block",
+    "eval_stream",
 )
+DEFAULT_ROWS = ROWS[:-1]  # eval_stream measures memory over a whole evaluation run: ask for it by name
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -113,7 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="ViT-B-16", help="open_clip config name, clipadapt config or JSON path")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="fp32, or bf16/fp16 via autocast")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    parser.add_argument("--eval-images", type=int, default=10000, help="test images of the eval_stream row")
+    parser.add_argument("--eval-workers", type=int, default=2, help="data loader workers of the eval_stream row")
     parser.add_argument("--repeats", type=int, default=5, help="timed samples per side and row (median reported)")
     parser.add_argument(
         "--warmup", type=int, default=1, help="untimed calls per side before timing (3 at least with --compile)"
@@ -161,7 +170,12 @@ def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         yield bench.prompt_row() | probe
     if "maple_forward_backward" in args.rows:
         yield bench.maple_row() | probe
-    plugin_rows = {"long_text_forward": long_text_row, "region_pooling": region_pooling_row, "moe_block": moe_block_row}
+    plugin_rows = {
+        "long_text_forward": long_text_row,
+        "region_pooling": region_pooling_row,
+        "moe_block": moe_block_row,
+        "eval_stream": eval_stream_row,
+    }
     for name, row in plugin_rows.items():
         if name in args.rows:
             yield row(bench) | probe

@@ -46,7 +46,8 @@ def _positive_finite(value) -> bool:
 
 
 def test_every_row_once(json_rows) -> None:
-    assert [row["name"] for row in json_rows] == list(benchmark.ROWS)
+    assert [row["name"] for row in json_rows] == list(benchmark.DEFAULT_ROWS)
+    assert set(benchmark.ROWS) - set(benchmark.DEFAULT_ROWS) == {"eval_stream"}  # named on demand only
 
 
 def test_rows_have_the_public_keys(json_rows) -> None:
@@ -175,3 +176,18 @@ def test_saved_for_backward_counts_activations_not_resident_tensors() -> None:
     )
     assert benchmark.saved_for_backward_mib(lambda: ((x @ weight).sum(), None), [weight]) == pytest.approx(1 / 16)
     assert benchmark.saved_for_backward_mib(lambda: ((x @ weight).sum(), None), [weight, x]) == 0.0
+
+
+@pytest.mark.slow
+def test_eval_stream_reports_peak_memory_of_two_real_evaluations() -> None:
+    cmd = [
+        sys.executable, str(SCRIPT), "--model", "tiny-vit", "--rows", "eval_stream", "--json", "--threads", "1",
+        "--eval-images", "640", "--eval-workers", "2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (row,) = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert row["name"] == "eval_stream" and row["images"] == 640 and row["baseline_images"] == 64
+    assert _positive_finite(row["clipadapt"]) and _positive_finite(row["baseline"])  # MiB of each run
+    assert row["ratio"] == pytest.approx(row["baseline"] / row["clipadapt"])
+    assert _positive_finite(row["images_per_s"]) and row["num_workers"] == 2
