@@ -79,7 +79,8 @@ class AdapterCheckpointHook(Hook):
 
     On loading (``load_from`` or ``resume``) the missing base keys are filled in from the model's
     current state (the base weights it was built with), so the load is complete and quiet; a base
-    file whose hash differs from the recorded one gets a warning.
+    file whose hash differs from the recorded one gets a warning. Any checkpoint whose tensors do not
+    fit the model (unknown keys, other shapes) is refused with a ``CheckpointMismatchError``.
     """
 
     priority = "VERY_LOW"
@@ -98,8 +99,11 @@ class AdapterCheckpointHook(Hook):
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         info = (checkpoint.get("meta") or {}).get("clipadapt")
-        if info is None:
-            return
+        if info is not None:
+            self._fill_base(runner, checkpoint, info)
+        _check_fit(runner, checkpoint)
+
+    def _fill_base(self, runner: Any, checkpoint: dict, info: dict) -> None:
         model = unwrap(runner.model)
         clip = getattr(model, "clip", None)
         recorded = (info.get("base") or {}).get("sha256")
@@ -119,6 +123,40 @@ class AdapterCheckpointHook(Hook):
         for key, value in model.state_dict().items():
             if key not in state and key.startswith(CLIP_PREFIX):
                 state[key] = value
+
+
+def _check_fit(runner: Any, checkpoint: dict) -> None:
+    """Refuse a checkpoint whose tensors do not fit the model, naming the keys and shapes.
+
+    MMEngine loads ``load_from`` / ``resume`` checkpoints with ``strict=False`` and only logs a warning
+    for unknown keys and shape mismatches, so a checkpoint of another architecture (an open_clip
+    ViT-B-32 state dict given to a tiny-vit config, say) would be evaluated with the model's own
+    weights. Keys the checkpoint lacks are tolerated unless it shares no key at all with the model.
+    """
+    from clipadapt.models.checkpoint import CheckpointMismatchError
+
+    state = checkpoint.get("state_dict", checkpoint)
+    own = unwrap(runner.model).state_dict()
+    keys = {k.removeprefix("module."): v for k, v in state.items() if hasattr(v, "shape")}
+    unknown = sorted(k for k in keys if k not in own)
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in keys.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    )
+    if not unknown and not shapes and (keys or not own):
+        return
+    source = getattr(runner, "_load_from", None) or "the checkpoint"
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches {shapes[:6]}")
+    if unknown:
+        parts.append(f"{len(unknown)} keys the model does not have {unknown[:6]}")
+    if not set(keys) & set(own):
+        parts.append(f"no key in common with the model (whose keys look like {sorted(own)[:2]})")
+    raise CheckpointMismatchError(
+        f"checkpoint {source} does not fit the model {type(unwrap(runner.model)).__name__}: " + "; ".join(parts)
+    )
 
 
 @HOOKS.register_module()

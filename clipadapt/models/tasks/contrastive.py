@@ -18,11 +18,29 @@ from .base import ClipTask
 __all__ = ["ImageTextContrastive", "clip_loss", "gather_features"]
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by ``scale`` on the way back."""
+
+    @staticmethod
+    def forward(ctx: Any, features: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
 def gather_features(features: torch.Tensor) -> torch.Tensor:
     """Concatenate ``features [B_rank, D]`` of every rank in rank order; only the local part has gradients.
 
     open_clip's ``gather_features`` with ``gather_with_grad=False, local_loss=False``: the gathered
-    copies carry no gradient, the local slice is replaced by the tensor that does. Ranks may hold
+    copies carry no gradient, the local slice is replaced by the tensor that does. Every rank then
+    computes the same global loss but differentiates it only through its own features, and DDP
+    *averages* the ranks' gradients, which would leave the towers with ``1 / world_size`` of the
+    global batch's gradient (the logit scale, seen by every rank, would get all of it). The local
+    slice's gradient is therefore multiplied by ``world_size``, so that the averaged update equals
+    one process with the same global batch (tests/tools/test_ddp_contrastive.py). Ranks may hold
     different batch sizes (padded for the collective, trimmed after). Without a process group this
     returns ``features`` itself.
     """
@@ -36,7 +54,7 @@ def gather_features(features: torch.Tensor) -> torch.Tensor:
         pad = features.new_zeros(max(sizes) - features.shape[0], *features.shape[1:])
         padded = torch.cat([padded, pad])
     parts = [p[:n] for p, n in zip(dist.all_gather(padded.contiguous()), sizes)]
-    parts[rank] = features
+    parts[rank] = _ScaleGradient.apply(features, float(len(sizes)))
     return torch.cat(parts)
 
 
