@@ -70,7 +70,26 @@ def main(argv: list[str] | None = None) -> None:
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else _build_custom_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except BaseException:
+        _close_process_group(wait_for_ranks=False)  # the other ranks may never reach a barrier
+        raise
+    _close_process_group(wait_for_ranks=True)
+
+
+def _close_process_group(wait_for_ranks: bool) -> None:
+    """Tear down the process group before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable, which
+    aborts a rank at exit ("terminate called without an active exception") after a successful run.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait_for_ranks:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def _build_custom_runner(cfg: Config):
