@@ -26,12 +26,10 @@ Faults already tested next to their loader are not repeated here:
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import open_clip
 import pytest
@@ -40,6 +38,7 @@ import torch
 import clipadapt
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.models.checkpoint import CheckpointMismatchError
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_CONFIG = ROOT / "configs" / "clip" / "clip_tiny-vit_1xb64_synthetic.py"
@@ -56,11 +55,8 @@ WORLD = dict(
 )
 
 
-def _tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _tool(name: str):
+    return load_tool(name)
 
 
 def _vit_b32_state_dict(path: Path) -> Path:

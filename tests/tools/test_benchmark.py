@@ -5,7 +5,6 @@ No test here asserts a duration or a speed ratio: only that the benchmark measur
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "benchmark.py"
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("clipadapt_tools_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
 
 benchmark = _load_benchmark()

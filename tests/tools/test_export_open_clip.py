@@ -3,9 +3,7 @@ and gives our features; runner checkpoints export too; models open_clip cannot r
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import open_clip
@@ -15,19 +13,14 @@ import torch
 import clipadapt
 import clipadapt_plugins.coop  # noqa: F401  (registers CoOp)
 from clipadapt.adapter import adapter_metadata, adapter_state_dict
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = " ".join(["A large striped red circle sits in the top left, and a small dotted blue star is below it."] * 5)
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "clipadapt_tools_export_open_clip", ROOT / "tools" / "export_open_clip.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("export_open_clip")
 
 
 tool = _load_tool()

@@ -6,7 +6,6 @@ be what CoOp's readers give, and the few-shot sampling must work on it.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,13 @@ import pytest
 from PIL import Image
 
 from clipadapt.datasets import FewShotDataset
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("clipadapt_tools_make_split", ROOT / "tools" / "make_split.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_split")
 
 
 def _image(path: Path) -> None:

@@ -9,7 +9,6 @@ refused global, and the marker file must not exist afterwards.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import clipadapt
 from clipadapt.adapter import load_adapter
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import UnsafeCheckpointError, enable_safe_resume
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
@@ -89,10 +89,7 @@ def test_mmengine_loader_is_replaced_and_refuses(evil):
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(name)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,8 @@ for every experiment, and reference every plot.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import open_clip
@@ -20,16 +18,14 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "model-zoo.md"
 
 
 def _load_zoo():
-    spec = importlib.util.spec_from_file_location("clipadapt_tools_model_zoo", ROOT / "tools" / "model_zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("model_zoo")
 
 
 zoo = _load_zoo()

@@ -7,13 +7,13 @@ checked is the protocol (which classes each run sees, what is averaged, what is 
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.evaluation import harmonic_mean
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = dict(
@@ -43,10 +43,7 @@ pytestmark = pytest.mark.slow
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("clipadapt_tools_base2novel", ROOT / "tools" / "base2novel.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("base2novel")
 
 
 @pytest.fixture(scope="module")

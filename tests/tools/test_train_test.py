@@ -7,7 +7,6 @@ user meets first: a config key that does not exist, an empty data set, a missing
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -20,6 +19,7 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
@@ -48,10 +48,7 @@ visualizer = dict(vis_backends=[dict(type="LocalVisBackend")])
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(name)
 
 
 @pytest.fixture(scope="module")

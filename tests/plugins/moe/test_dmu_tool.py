@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "moe" / "clipmoe_tiny-vit_4x2_1xb32_synthetic.py"
@@ -41,10 +41,7 @@ visualizer = dict(vis_backends=[dict(type="LocalVisBackend")])
 
 
 def _dmu_tool():
-    spec = importlib.util.spec_from_file_location("clipadapt_tools_dmu", ROOT / "tools" / "dmu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("dmu")
 
 
 def _spy(method, calls: list[str]):
