@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +26,50 @@ def load_tool(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def train_single_and_ddp(
+    tmp_path: Path, config_text: Callable[[int], str], data_root: Path, global_batch: int
+) -> dict[str, tuple[Path, str]]:
+    """Train one config on 1 process x ``global_batch`` and on 2 gloo ranks x ``global_batch / 2``.
+
+    ``config_text(batch)`` is the config file for a per-process batch. Runs ``tools/train.py`` and
+    ``tools/dist_train.sh`` in subprocesses (one thread each) and checks that each succeeded and that
+    only the second was distributed. Returns ``{"single"|"ddp": (work_dir, log)}``.
+    """
+    env = dict(os.environ, CLIPADAPT_DATA=str(data_root), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    env |= dict(PYTHON=sys.executable, MASTER_PORT=str(29000 + os.getpid() % 2000))
+    runs = {}
+    for name, procs in (("single", 1), ("ddp", 2)):
+        config = tmp_path / f"{name}.py"
+        config.write_text(config_text(global_batch // procs))
+        work_dir = tmp_path / name
+        if procs == 1:
+            cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--work-dir", str(work_dir)]
+        else:
+            cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), str(procs), "--work-dir", str(work_dir)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-4000:]
+        assert ("Distributed training: True" in log) == (procs > 1)
+        runs[name] = (work_dir, log)
+    return runs
+
+
+def initial_state(config: Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``config``'s model as built from seed 0, before any step."""
+    from mmengine.config import Config
+    from mmengine.runner import set_random_seed
+
+    from clipadapt.registry import MODELS
+
+    set_random_seed(0)
+    return {k: v.clone() for k, v in MODELS.build(Config.fromfile(str(config)).model).state_dict().items()}
+
+
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a runner checkpoint, loaded with ``weights_only=True``."""
+    from clipadapt.engine import enable_safe_resume
+
+    enable_safe_resume()
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

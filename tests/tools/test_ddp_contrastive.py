@@ -11,16 +11,13 @@ factor such as 1 / world_size).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from clipadapt.engine import enable_safe_resume
+from tests.helpers import checkpoint_state, initial_state, train_single_and_ddp
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP_CONFIG = ROOT / "configs" / "clip" / "clip_tiny-vit_1xb64_synthetic.py"
@@ -58,46 +55,16 @@ visualizer = dict(vis_backends=[dict(type="LocalVisBackend")])
 pytestmark = pytest.mark.slow
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    enable_safe_resume()
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-
-
-def _initial_weights(config: Path) -> dict[str, torch.Tensor]:
-    """The tiny CLIP as built from the same seed, before any step."""
-    from mmengine.config import Config
-    from mmengine.runner import set_random_seed
-
-    from clipadapt.registry import MODELS
-
-    cfg = Config.fromfile(str(config))
-    set_random_seed(0)
-    return {k: v.clone() for k, v in MODELS.build(cfg.model).state_dict().items()}
-
-
 def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
-    env = dict(os.environ, CLIPADAPT_DATA=str(world), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    runs = {}
-    for name, batch, procs in (("single", 8, 1), ("ddp", 4, 2)):
-        config = tmp_path / f"{name}.py"
-        config.write_text(CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=batch))
-        work_dir = tmp_path / name
-        if procs == 1:
-            cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--work-dir", str(work_dir)]
-        else:
-            cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), str(procs), "--work-dir", str(work_dir)]
-        run_env = dict(env, PYTHON=sys.executable, MASTER_PORT=str(28600 + os.getpid() % 1000))
-        done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=600)
-        log = done.stdout + done.stderr
-        assert done.returncode == 0, log[-4000:]
-        # 8 scenes: 1 iteration per epoch at a global batch of 8.
-        assert "Epoch(train) [3][1/1]" in log, log[-3000:]
-        assert ("Distributed training: True" in log) == (procs > 1)
-        runs[name] = _weights(work_dir / "epoch_3.pth")
-    single, ddp = runs["single"], runs["ddp"]
+    runs = train_single_and_ddp(
+        tmp_path, lambda batch: CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=batch), world, global_batch=8
+    )
+    for _, log in runs.values():
+        assert "Epoch(train) [3][1/1]" in log, log[-3000:]  # 8 scenes: 1 iteration per epoch at a global batch of 8
+    single, ddp = (checkpoint_state(runs[name][0] / "epoch_3.pth") for name in ("single", "ddp"))
     assert sorted(single) == sorted(ddp) and single
-    start = _initial_weights(tmp_path / "single.py")
+    start = initial_state(tmp_path / "single.py")
     moved = [k for k in single if not torch.equal(single[k], start[k])]
     assert len(moved) > len(single) // 2, "most weights must train for the comparison to mean something"
     for key in single:

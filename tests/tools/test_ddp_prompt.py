@@ -9,16 +9,13 @@ of their mean losses, which is the gradient of the global mean: the learned prom
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from clipadapt.engine import enable_safe_resume
+from tests.helpers import checkpoint_state, initial_state, train_single_and_ddp
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPLE = ROOT / "configs" / "maple" / "maple_tiny-vit_1xb4_synthetic-warm-b2n.py"
@@ -50,48 +47,18 @@ visualizer = dict(vis_backends=[dict(type="LocalVisBackend")])
 pytestmark = pytest.mark.slow
 
 
-def _prompts(path: Path) -> dict[str, torch.Tensor]:
-    enable_safe_resume()
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k: v for k, v in state.items() if ".plugins.maple." in k}
-
-
 def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
-    env = dict(os.environ, CLIPADAPT_DATA=str(world), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    runs = {}
-    for name, batch, procs in (("single", 4, 1), ("ddp", 2, 2)):
-        config = tmp_path / f"{name}.py"
-        config.write_text(CONFIG.format(base=str(MAPLE), world=WORLD, batch=batch))
-        work_dir = tmp_path / name
-        if procs == 1:
-            cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--work-dir", str(work_dir)]
-        else:
-            cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), str(procs), "--work-dir", str(work_dir)]
-        run_env = dict(env, PYTHON=sys.executable, MASTER_PORT=str(29600 + os.getpid() % 1000))
-        done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=600)
-        log = done.stdout + done.stderr
-        assert done.returncode == 0, log[-4000:]
+    runs = train_single_and_ddp(
+        tmp_path, lambda batch: CONFIG.format(base=str(MAPLE), world=WORLD, batch=batch), world, global_batch=4
+    )
+    for _, log in runs.values():
         # 4 classes x 4 shots = 16 images: 4 iterations per epoch at a global batch of 4.
         assert "Epoch(train) [2][4/4]" in log, log[-3000:]
-        assert ("Distributed training: True" in log) == (procs > 1)
-        runs[name] = _prompts(work_dir / "epoch_2.pth")
-    single, ddp = runs["single"], runs["ddp"]
+    single, ddp = ({k: v for k, v in checkpoint_state(runs[name][0] / "epoch_2.pth").items() if ".plugins.maple." in k}
+                   for name in ("single", "ddp"))  # fmt: skip
     assert sorted(single) == sorted(ddp) and single
-    start = _initial_prompts(tmp_path)
+    start = initial_state(tmp_path / "single.py")
     for key in single:
         assert not torch.allclose(single[key], start[key]), f"{key} did not train"  # the comparison means something
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
-
-
-def _initial_prompts(tmp_path: Path) -> dict[str, torch.Tensor]:
-    """The prompts as built from the same seed, before any step."""
-    from mmengine.config import Config
-    from mmengine.runner import set_random_seed
-
-    from clipadapt.registry import MODELS
-
-    cfg = Config.fromfile(str(tmp_path / "single.py"))
-    set_random_seed(0)
-    model = MODELS.build(cfg.model)
-    return {f"clip.{k}": v for k, v in model.clip.state_dict().items() if k.startswith("plugins.maple.")}
