@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from mmengine import dist
 from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from clipadapt.models.tasks.templates import class_prompts, ensemble_class_features
 from clipadapt.registry import DATASETS, HOOKS, METRICS
 
 from .retrieval import RetrievalRecall
@@ -51,12 +51,12 @@ def zero_shot_hits(
         raise ValueError(f"the zero-shot data set {type(dataset).__name__} has no metainfo['classes']")
     clip = task.clip
     templates = clip.class_prompt_templates(templates)
-    prompts = [t.format(name.replace("_", " ")) for name in classes for t in templates]
+    prompts = class_prompts(classes, templates)
     tokens = task.tokenizer(prompts).to(clip.logit_scale.device)
     text = torch.cat(
         [clip.encode_text(tokens[i : i + batch_size], normalize=True) for i in range(0, len(prompts), batch_size)]
     )
-    class_features = F.normalize(text.view(len(classes), len(templates), -1).mean(dim=1), dim=-1)  # [C, D]
+    class_features = ensemble_class_features(text, len(classes))  # [C, D]
     indices = list(range(len(dataset))) if indices is None else list(indices)
     correct = 0
     for start in range(0, len(indices), batch_size):

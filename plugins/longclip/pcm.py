@@ -17,9 +17,8 @@ value, and the same gradients once DDP averages them.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from clipadapt.models.tasks.contrastive import gather_features
+from clipadapt.models.tasks.contrastive import clip_loss, gather_features
 
 __all__ = ["contrastive_ce", "min_batch_for", "pcm_losses", "principal_component_reduction"]
 
@@ -53,11 +52,7 @@ def contrastive_ce(
     rows: torch.Tensor, cols: torch.Tensor, logit_scale: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
     """Symmetric cross-entropy of matching pairs (row ``i`` of each input is one pair), with label smoothing."""
-    logits = (logit_scale * rows @ cols.t()).float()  # [N, N]
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    forward = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    backward = F.cross_entropy(logits.t(), labels, label_smoothing=label_smoothing)
-    return (forward + backward) / 2
+    return clip_loss(rows, cols, logit_scale, label_smoothing=label_smoothing)
 
 
 def pcm_losses(

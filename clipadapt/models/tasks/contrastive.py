@@ -58,11 +58,30 @@ def gather_features(features: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric cross-entropy of matching pairs; row ``i`` of each input is one pair. Features normalised."""
-    logits = logit_scale * image_features @ text_features.t()  # [N, N]
+def clip_loss(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    ignore: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Symmetric cross-entropy of matching pairs; row ``i`` of each input is one pair. Features normalised.
+
+    Args:
+        image_features: ``[N, D]`` (or region features).
+        text_features: ``[N, D]``.
+        logit_scale: Scalar, multiplies the cosine similarities.
+        ignore: Optional ``[N, N]`` bool, True where a *negative* pair is left out of both softmaxes
+            (the diagonal is never ignored; CLOC's near-duplicate captions).
+        label_smoothing: Of both cross-entropies (Long-CLIP: 0.1).
+    """
+    logits = (logit_scale * image_features @ text_features.t()).float()  # [N, N]
+    if ignore is not None:
+        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(ignore & ~eye, float("-inf"))
     labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits.float(), labels) + F.cross_entropy(logits.t().float(), labels)) / 2
+    forward = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    return (forward + F.cross_entropy(logits.t(), labels, label_smoothing=label_smoothing)) / 2
 
 
 @MODELS.register_module()

@@ -12,7 +12,7 @@ from torch import nn
 from clipadapt.registry import MODELS
 
 from .base import ClipTask
-from .templates import resolve_templates
+from .templates import class_prompts, ensemble_class_features, resolve_templates
 
 __all__ = ["PromptClassifier"]
 
@@ -95,7 +95,7 @@ class PromptClassifier(ClipTask):
 
     def prompts(self) -> list[str]:
         """Every prompt, class-major: ``[c0 t0, c0 t1, ..., c1 t0, ...]``."""
-        return [t.format(name.replace("_", " ")) for name in self.classnames for t in self.active_templates()]
+        return class_prompts(self.classnames, self.active_templates())
 
     # -------------------------------------------------------------------------- text features
     def text_depends_on_parameters(self) -> bool:
@@ -129,8 +129,7 @@ class PromptClassifier(ClipTask):
             self.clip.encode_text(tokens[i : i + self.text_batch_size], normalize=True)
             for i in range(0, tokens.shape[0], self.text_batch_size)
         ]
-        features = torch.cat(chunks).view(len(self.classnames), len(self.active_templates()), -1)  # [C, T, D]
-        return F.normalize(features.mean(dim=1), dim=-1)  # [C, D]
+        return ensemble_class_features(torch.cat(chunks), len(self.classnames))  # [C, D]
 
     def class_text_features(self) -> torch.Tensor:
         """Normalised class features ``[C, D]``, from the cache whenever they cannot have changed."""

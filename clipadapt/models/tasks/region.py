@@ -17,7 +17,7 @@ from clipadapt.registry import MODELS
 from .base import ClipTask
 from .contrastive import clip_loss, gather_features
 from .region_losses import batch_hard_loss, cmr_loss, hard_negative_loss, region_contrastive_loss, tic_loss
-from .templates import resolve_templates
+from .templates import class_prompts, ensemble_class_features, resolve_templates
 
 __all__ = ["DEFAULT_LOSS_WEIGHTS", "RegionTextAlignment"]
 
@@ -156,10 +156,9 @@ class RegionTextAlignment(ClipTask):
         if not self.classnames:
             raise RuntimeError("RegionTextAlignment has no category names: pass classnames= or use ClassNamesHook")
         if self._class_cache is None or self._class_cache.device != self.device:
-            prompts = [t.format(n.replace("_", " ")) for n in self.classnames for t in self.templates]
             with torch.no_grad():
-                features = self.encode_texts(prompts).view(len(self.classnames), len(self.templates), -1)
-            self._class_cache = F.normalize(features.mean(dim=1), dim=-1)
+                features = self.encode_texts(class_prompts(self.classnames, self.templates))
+            self._class_cache = ensemble_class_features(features, len(self.classnames))
         return self._class_cache
 
     def train(self, mode: bool = True) -> RegionTextAlignment:

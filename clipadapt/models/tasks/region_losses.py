@@ -20,13 +20,15 @@ import torch
 import torch.nn.functional as F
 from mmengine import dist
 
+from .contrastive import clip_loss
+
 __all__ = ["batch_hard_loss", "cmr_loss", "hard_negative_loss", "region_contrastive_loss", "tic_loss"]
 
 
 def region_contrastive_loss(
     regions: torch.Tensor, texts: torch.Tensor, logit_scale: torch.Tensor, ignore: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Symmetric InfoNCE over ``N`` region-phrase pairs (row ``i`` of each is a pair).
+    """Symmetric InfoNCE over ``N`` region-phrase pairs (row ``i`` of each is a pair): :func:`clip_loss`.
 
     Args:
         regions: ``[N, D]`` region features.
@@ -35,12 +37,7 @@ def region_contrastive_loss(
         ignore: Optional ``[N, N]`` bool, True where a *negative* pair is left out of both softmaxes
             (the diagonal is never ignored).
     """
-    logits = (logit_scale * regions @ texts.t()).float()  # [N, N]
-    if ignore is not None:
-        eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(ignore & ~eye, float("-inf"))
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    return clip_loss(regions, texts, logit_scale, ignore=ignore)
 
 
 def hard_negative_loss(
