@@ -128,13 +128,13 @@ def forward_dense(model: CLIP | VisionTower, images: torch.Tensor) -> DenseVisio
         output = visual(images)
     if len(seen) != 2:
         raise RuntimeError("the last block of the vision tower did not run; cannot build dense features")
-    grid = visual.grid_size
+    grid = visual.patch_grid(images.shape[-2:])
     return DenseVisionOutput(
         pooled=output.pooled,
         penultimate=seen[0],
         tokens=seen[1],
-        num_patches=grid * grid,
-        grid=(grid, grid),
+        num_patches=grid[0] * grid[1],
+        grid=grid,
         image_size=tuple(images.shape[-2:]),
         aux=output.aux,
     )

@@ -42,7 +42,7 @@ class TowerContext:
         batch_size: Number of images or texts.
         tokens: Text token ids [B, L] as run (after truncation); None for vision.
         eot_index: Position of the end-of-text token per text [B]; hooks that move tokens update it.
-        num_patches: Patch tokens of the vision tower (grid**2); 0 for text.
+        num_patches: Patch tokens of the vision tower (``h * w`` of the patch grid); 0 for text.
         aux: Auxiliary outputs that plugins record (router logits, ...); returned with the features.
     """
 
@@ -97,11 +97,19 @@ class _HookedTower(nn.Module):
 
 
 class VisionTower(_HookedTower):
-    """ViT image tower; parameter names follow open_clip's ``VisionTransformer``."""
+    """ViT image tower; parameter names follow open_clip's ``VisionTransformer``.
+
+    By default the tower takes only images of its configured size (``cfg.image_size``): a classifier
+    fed another size is almost always a pipeline bug. Dense uses (detection backbones, region scoring
+    on full images) set ``dynamic_size = True``: then any ``H x W`` that the patch size divides is
+    accepted and the positional embedding is resized bicubically to the patch grid, as open_clip's
+    ``resize_pos_embed`` does when loading a checkpoint at another resolution.
+    """
 
     def __init__(self, cfg: VisionConfig, embed_dim: int, quick_gelu: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.dynamic_size = False
         width = cfg.width
         self.grid_size = cfg.grid_size
         self.conv1 = nn.Conv2d(3, width, kernel_size=cfg.patch_size, stride=cfg.patch_size, bias=False)
@@ -119,19 +127,44 @@ class VisionTower(_HookedTower):
     def width(self) -> int:
         return self.cfg.width
 
+    def patch_grid(self, image_size: Sequence[int]) -> tuple[int, int]:
+        """The ``(h, w)`` patch grid of ``(H, W)`` images; raises if the tower cannot take that size."""
+        height, width = int(image_size[0]), int(image_size[1])
+        native = self.cfg.image_size
+        if (height, width) == (native, native):
+            return self.grid_size, self.grid_size
+        if not self.dynamic_size:
+            raise ValueError(
+                f"images are {(height, width)} but the vision tower expects {native}x{native} "
+                "(set `visual.dynamic_size = True` to run on other sizes with a resized positional embedding)"
+            )
+        patch = self.cfg.patch_size
+        if height % patch or width % patch or height < patch or width < patch:
+            raise ValueError(
+                f"images are {(height, width)}: both sides must be positive multiples of the patch size {patch}"
+            )
+        return height // patch, width // patch
+
+    def positional_embedding_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The positional embedding ``[1 + h*w, width]`` for a ``(h, w)`` patch grid (bicubic resize)."""
+        if grid == (self.grid_size, self.grid_size):
+            return self.positional_embedding
+        cls, patches = self.positional_embedding[:1], self.positional_embedding[1:]
+        patches = rearrange(patches, "(h w) c -> 1 c h w", h=self.grid_size).float()
+        patches = nn.functional.interpolate(patches, size=grid, mode="bicubic", antialias=True, align_corners=False)
+        return torch.cat([cls, rearrange(patches, "1 c h w -> (h w) c").to(cls.dtype)])
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patchify, prepend CLS, add positional embedding: [B, 3, H, W] -> [B, 1 + grid**2, width]."""
-        x = rearrange(self.conv1(images), "b c h w -> b (h w) c")
+        """Patchify, prepend CLS, add positional embedding: [B, 3, H, W] -> [B, 1 + h*w, width]."""
+        x = self.conv1(images)
+        pos = self.positional_embedding_for(tuple(x.shape[-2:]))
+        x = rearrange(x, "b c h w -> b (h w) c")
         cls = repeat(self.class_embedding, "c -> b 1 c", b=x.shape[0]).to(x.dtype)
-        return torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        return torch.cat([cls, x], dim=1) + pos.to(x.dtype)
 
     def forward(self, images: torch.Tensor, output_tokens: bool = False) -> VisionOutput:
-        if images.shape[-2:] != (self.cfg.image_size, self.cfg.image_size):
-            raise ValueError(
-                f"images are {tuple(images.shape[-2:])} but the vision tower expects "
-                f"{self.cfg.image_size}x{self.cfg.image_size}"
-            )
-        context = TowerContext("vision", images.shape[0], num_patches=self.grid_size**2)
+        grid = self.patch_grid(images.shape[-2:])
+        context = TowerContext("vision", images.shape[0], num_patches=grid[0] * grid[1])
         x = self._run_embed_hooks(self.embed(images), context)
         x = self.transformer(self.ln_pre(x), self.block_hooks, context)  # [B, N, width]
         return self.head(x, context, output_tokens)
