@@ -12,7 +12,7 @@ from torch import nn
 from clipadapt.registry import MODELS
 
 from .base import ClipTask
-from .templates import class_prompts, ensemble_class_features, resolve_templates
+from .templates import class_prompts, encode_class_prompts, resolve_templates, tokenize_class_prompts
 
 __all__ = ["PromptClassifier"]
 
@@ -103,33 +103,10 @@ class PromptClassifier(ClipTask):
         text = self.clip.text
         return bool(text.embed_hooks or text.block_hooks) or any(p.requires_grad for p in text.parameters())
 
-    def _tokenize_prompts(self) -> torch.Tensor:
-        """Token ids of every prompt; a prompt longer than the context is an error, not a silent cut.
-
-        The tokenizer would truncate it and move the end-of-text token, so the class feature would
-        describe a different (cut) name, and prompt plugins would put context where the class was.
-        """
-        prompts = self.prompts()
-        limit = self.tokenizer.context_length
-        for index, prompt in enumerate(prompts):
-            length = len(self.tokenizer.encode(prompt)) + 2  # + start and end of text
-            if length > limit:
-                name = self.classnames[index // len(self.active_templates())]
-                raise ValueError(
-                    f"class name {name!r} does not fit the text context: the prompt {prompt!r} is {length} tokens "
-                    f"with start and end of text, the model's context_length is {limit}; shorten the class name"
-                )
-        return self.tokenizer(prompts)
-
     def _compute_text_features(self) -> torch.Tensor:
         if self._tokens is None:
-            self._tokens = self._tokenize_prompts()
-        tokens = self._tokens.to(self.device)
-        chunks = [
-            self.clip.encode_text(tokens[i : i + self.text_batch_size], normalize=True)
-            for i in range(0, tokens.shape[0], self.text_batch_size)
-        ]
-        return ensemble_class_features(torch.cat(chunks), len(self.classnames))  # [C, D]
+            self._tokens = tokenize_class_prompts(self.tokenizer, self.classnames, self.active_templates())
+        return encode_class_prompts(self.clip, self._tokens, len(self.classnames), self.text_batch_size)  # [C, D]
 
     def class_text_features(self) -> torch.Tensor:
         """Normalised class features ``[C, D]``, from the cache whenever they cannot have changed."""

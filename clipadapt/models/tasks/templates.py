@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 
-__all__ = ["TEMPLATE_SETS", "class_prompts", "ensemble_class_features", "resolve_templates"]
+if TYPE_CHECKING:
+    from clipadapt.models.clip import CLIP
+
+__all__ = [
+    "TEMPLATE_SETS",
+    "class_prompts",
+    "encode_class_prompts",
+    "ensemble_class_features",
+    "resolve_templates",
+    "tokenize_class_prompts",
+]
 
 # open_clip keeps its templates as lambdas; configs hold strings, so they are rendered once here.
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
@@ -50,3 +61,31 @@ def ensemble_class_features(text_features: torch.Tensor, num_classes: int) -> to
     The features of each class's templates are averaged and normalised again.
     """
     return F.normalize(text_features.view(num_classes, -1, text_features.shape[-1]).mean(dim=1), dim=-1)
+
+
+def tokenize_class_prompts(tokenizer: Any, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """Token ids of :func:`class_prompts`; a prompt longer than the context is an error, not a silent cut.
+
+    The tokenizer would truncate it and move the end-of-text token, so the class feature would
+    describe a different (cut) name, and prompt plugins would put context where the class was.
+    """
+    prompts = class_prompts(classnames, templates)
+    limit = tokenizer.context_length
+    for index, prompt in enumerate(prompts):
+        length = len(tokenizer.encode(prompt)) + 2  # + start and end of text
+        if length > limit:
+            name = classnames[index // len(templates)]
+            raise ValueError(
+                f"class name {name!r} does not fit the text context: the prompt {prompt!r} is {length} tokens "
+                f"with start and end of text, the model's context_length is {limit}; shorten the class name"
+            )
+    return tokenizer(prompts)
+
+
+def encode_class_prompts(clip: CLIP, tokens: torch.Tensor, num_classes: int, batch_size: int = 256) -> torch.Tensor:
+    """Normalised class features ``[C, D]`` from the tokens of :func:`tokenize_class_prompts`, in chunks."""
+    tokens = tokens.to(clip.logit_scale.device)
+    chunks = [
+        clip.encode_text(tokens[i : i + batch_size], normalize=True) for i in range(0, tokens.shape[0], batch_size)
+    ]
+    return ensemble_class_features(torch.cat(chunks), num_classes)
