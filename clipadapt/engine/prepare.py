@@ -4,26 +4,32 @@ Configs name local resources symbolically, so that they run on any machine and b
 
 - ``cache://tiny-vit-synthetic``: the tiny base CLIP pretrained on the synthetic world
   (:func:`clipadapt.engine.tiny_clip.ensure_tiny_clip`; built on first use, then cached);
-- ``synthetic://`` (optionally followed by a relative path): the synthetic world's root, generated
-  with the config's ``synthetic_world`` parameters when missing or different;
+- ``synthetic://`` (optionally followed by a relative path): the root of the synthetic world that the
+  config's ``synthetic_world`` parameters describe (:func:`world_dir`), generated when missing;
   ``synthetic://captions_objects_<split>.csv`` is derived from its split files when asked for
-  (:mod:`clipadapt.engine.object_captions`).
+  (:mod:`clipadapt.engine.object_captions`), and ``synthetic://detection_colour_<split>.json`` from
+  its detection files (:mod:`clipadapt.engine.attribute_detection`).
 
 Folders: ``$CLIPADAPT_CACHE`` (default ``~/.cache/clipadapt``) for weights, ``$CLIPADAPT_DATA``
-(default ``<cache>/synthetic``) for the synthetic world.
+(default ``<cache>/synthetic``) for the default synthetic world. Every other world lives in a sibling
+folder named by a hash of its parameters, ``<data>-<8 hex>``: a config that asks for a bigger test split
+must not regenerate, in place, the world that every other config and the cached tiny CLIP were built on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .attribute_detection import ATTRIBUTE_DETECTION, write_attribute_detection
 from .config_check import check_config
 from .object_captions import OBJECT_CAPTIONS, write_object_captions
 
-__all__ = ["cache_dir", "data_dir", "prepare_config", "resolve_uri"]
+__all__ = ["cache_dir", "data_dir", "prepare_config", "resolve_uri", "world_dir"]
 
 CACHE_SCHEME = "cache://"
 SYNTHETIC_SCHEME = "synthetic://"
@@ -37,6 +43,36 @@ def cache_dir() -> Path:
 def data_dir() -> Path:
     """Root of the synthetic world: ``$CLIPADAPT_DATA`` or ``<cache>/synthetic``."""
     return Path(os.environ.get("CLIPADAPT_DATA") or cache_dir() / "synthetic").expanduser()
+
+
+def world_dir(world: dict[str, Any] | None = None) -> Path:
+    """The folder of the synthetic world with parameters ``world`` (fields of ``WorldConfig``).
+
+    - the default world (``{}``, or every parameter equal to ``WorldConfig()``'s): :func:`data_dir`;
+    - a world that :func:`data_dir` already holds (its manifest records exactly these parameters, e.g.
+      ``$CLIPADAPT_DATA`` points at a world generated for these parameters): :func:`data_dir`, reused;
+    - any other: ``<data_dir>-<8 hex>``, the hex being the start of the sha256 of the canonical parameters
+      (``WorldConfig(**world).to_dict()`` as sorted JSON), so two worlds never share, or overwrite, a folder.
+
+    Raises:
+        TypeError: ``world`` names a parameter that ``WorldConfig`` does not have.
+    """
+    from clipadapt.datasets.synthetic import WorldConfig, load_manifest
+
+    world = dict(world or {})
+    known = [name for name, f in WorldConfig.__dataclass_fields__.items() if f.init]
+    unknown = sorted(set(world) - set(known))
+    if unknown:
+        raise TypeError(f"unknown synthetic_world parameters {unknown}; known: {known}")
+    params = WorldConfig(**world).to_dict()
+    root = data_dir()
+    if params == WorldConfig().to_dict():
+        return root
+    manifest = load_manifest(root)
+    if manifest is not None and manifest.get("params") == params:
+        return root
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    return root.with_name(f"{root.name}-{digest}")
 
 
 def _cache_entry(name: str) -> str:
@@ -61,11 +97,14 @@ def resolve_uri(value: str, world: dict[str, Any] | None = None, _done: dict[str
         if SYNTHETIC_SCHEME not in done:
             from clipadapt.datasets.synthetic import ensure_synthetic_world
 
-            done[SYNTHETIC_SCHEME] = str(ensure_synthetic_world(data_dir(), **(world or {})))
+            done[SYNTHETIC_SCHEME] = str(ensure_synthetic_world(world_dir(world), **(world or {})))
         rest = value[len(SYNTHETIC_SCHEME) :].lstrip("/")
         match = OBJECT_CAPTIONS.match(rest)
         if match:  # derived from the split files (see object_captions)
             return str(write_object_captions(done[SYNTHETIC_SCHEME], match.group(1)))
+        match = ATTRIBUTE_DETECTION.match(rest)
+        if match:  # detection by colour, derived from the detection files (see attribute_detection)
+            return str(write_attribute_detection(done[SYNTHETIC_SCHEME], match.group(1), match.group(2)))
         return os.path.join(done[SYNTHETIC_SCHEME], rest) if rest else done[SYNTHETIC_SCHEME]
     return value
 
