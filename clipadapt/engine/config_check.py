@@ -109,17 +109,25 @@ def _items(value: Any) -> list[tuple[str, Any]]:
     return [("", value)] if value is not None else []
 
 
-def _check_dataset(dataset: Any, where: str) -> None:
+def _scoped(registry: Any, scope: str) -> Any:
+    """The registry of ``scope`` among ``registry``'s siblings (``mmdet``'s MODELS for ``R.MODELS``)."""
+    if scope == registry.scope:
+        return registry
+    with registry.switch_scope_and_registry(scope) as scoped:
+        return scoped
+
+
+def _check_dataset(dataset: Any, where: str, scope: str = R.DATASETS.scope) -> None:
     if not isinstance(dataset, dict):
         return
     if "datasets" in dataset:  # ConcatDataset and friends
         for suffix, child in _items(dataset["datasets"]):
-            _check_dataset(child, f"{where}.datasets{suffix}")
+            _check_dataset(child, f"{where}.datasets{suffix}", scope)
     if "dataset" in dataset:  # RepeatDataset, ClassBalancedDataset
-        _check_dataset(dataset["dataset"], f"{where}.dataset")
-    _check(dataset, R.DATASETS, where)
+        _check_dataset(dataset["dataset"], f"{where}.dataset", scope)
+    _check(dataset, _scoped(R.DATASETS, scope), where)
     for suffix, step in _items(dataset.get("pipeline")):
-        _check(step, R.TRANSFORMS, f"{where}.pipeline{suffix}")
+        _check(step, _scoped(R.TRANSFORMS, scope), f"{where}.pipeline{suffix}")
 
 
 def check_config(cfg: Any) -> None:
@@ -129,8 +137,10 @@ def check_config(cfg: Any) -> None:
     (``data_root``, ``train_pipeline``, ...) and any name starting with ``_`` (a private helper
     variable of the config file). Below: every ``dict(type=...)`` of the model, its plugins and data
     preprocessor, the data loaders, data sets and transforms, evaluators, hooks, optimizer wrapper,
-    optimizer, schedulers and loops is checked against its class's arguments.
+    optimizer, schedulers and loops is checked against its class's arguments, looked up in the
+    registries of the config's ``default_scope`` (``mmdet`` for the detection configs).
     """
+    scope = cfg.get("default_scope") or R.MODELS.scope
     for key in cfg:
         if key.startswith("_") or key in TOP_LEVEL_KEYS:
             continue
@@ -139,12 +149,12 @@ def check_config(cfg: Any) -> None:
             "(helper variables of a config file must start with '_')"
         )
     model = cfg.get("model")
-    _check(model, R.MODELS, "model")
+    _check(model, _scoped(R.MODELS, scope), "model")
     load_plugin_modules()  # built-in plugins and the clipadapt.plugins entry points
     if isinstance(model, dict):
         for suffix, plugin in _items(model.get("plugins")):
             _check(plugin, R.PLUGINS, f"model.plugins{suffix}")
-        _check(model.get("data_preprocessor"), R.MODELS, "model.data_preprocessor")
+        _check(model.get("data_preprocessor"), _scoped(R.MODELS, scope), "model.data_preprocessor")
     loops = {"train_cfg": None, "val_cfg": "ValLoop", "test_cfg": "TestLoop"}
     for phase in ("train", "val", "test"):
         loader = cfg.get(f"{phase}_dataloader")
@@ -157,24 +167,39 @@ def check_config(cfg: Any) -> None:
                     raise ConfigKeyError(
                         f"{phase}_dataloader.{key}: not a data loader argument{_suggest(key, allowed)}"
                     )
-            _check_dataset(loader.get("dataset"), f"{phase}_dataloader.dataset")
-            _check(loader.get("sampler"), R.DATA_SAMPLERS, f"{phase}_dataloader.sampler")
+            _check_dataset(loader.get("dataset"), f"{phase}_dataloader.dataset", scope)
+            _check(loader.get("sampler"), _scoped(R.DATA_SAMPLERS, scope), f"{phase}_dataloader.sampler")
         for suffix, metric in _items(cfg.get(f"{phase}_evaluator") if phase != "train" else None):
-            registry = R.EVALUATOR if isinstance(metric, dict) and "metrics" in metric else R.METRICS
+            registry = (
+                _scoped(R.EVALUATOR, scope)
+                if isinstance(metric, dict) and "metrics" in metric
+                else _scoped(R.METRICS, scope)
+            )
             _check(metric, registry, f"{phase}_evaluator{suffix}")
         loop = cfg.get(f"{phase}_cfg")
         if isinstance(loop, dict):
             default = loops[f"{phase}_cfg"]
             if phase == "train" and "type" not in loop:
                 default = "EpochBasedTrainLoop" if loop.get("by_epoch", True) else "IterBasedTrainLoop"
-            _check(loop, R.LOOPS, f"{phase}_cfg", default, _LOOP_EXTRA | {"runner", "dataloader", "evaluator"})
+            _check(
+                loop,
+                _scoped(R.LOOPS, scope),
+                f"{phase}_cfg",
+                default,
+                _LOOP_EXTRA | {"runner", "dataloader", "evaluator"},
+            )
     for name, hook in (cfg.get("default_hooks") or {}).items():
-        _check(hook, R.HOOKS, f"default_hooks.{name}")
+        _check(hook, _scoped(R.HOOKS, scope), f"default_hooks.{name}")
     for suffix, hook in _items(cfg.get("custom_hooks")):
-        _check(hook, R.HOOKS, f"custom_hooks{suffix}")
+        _check(hook, _scoped(R.HOOKS, scope), f"custom_hooks{suffix}")
     wrapper = cfg.get("optim_wrapper")
     if isinstance(wrapper, dict) and "optimizer" in wrapper:
-        _check(wrapper, R.OPTIM_WRAPPERS, "optim_wrapper", "OptimWrapper", _OPTIM_WRAPPER_EXTRA)
-        _check(wrapper["optimizer"], R.OPTIMIZERS, "optim_wrapper.optimizer", extra={"params"})
+        _check(wrapper, _scoped(R.OPTIM_WRAPPERS, scope), "optim_wrapper", "OptimWrapper", _OPTIM_WRAPPER_EXTRA)
+        _check(wrapper["optimizer"], _scoped(R.OPTIMIZERS, scope), "optim_wrapper.optimizer", extra={"params"})
     for suffix, scheduler in _items(cfg.get("param_scheduler")):
-        _check(scheduler, R.PARAM_SCHEDULERS, f"param_scheduler{suffix}", extra={"optimizer", "convert_to_iter_based"})
+        _check(
+            scheduler,
+            _scoped(R.PARAM_SCHEDULERS, scope),
+            f"param_scheduler{suffix}",
+            extra={"optimizer", "convert_to_iter_based"},
+        )

@@ -186,8 +186,10 @@ def use_reliable_checkpoints(cfg: Any) -> Any:
     hooks = cfg.get("default_hooks")
     if hooks is None:
         return cfg
+    # Under another default scope (``mmdet``), clipadapt's hooks are named with their scope.
+    prefix = "" if cfg.get("default_scope") in (None, HOOKS.scope) else f"{HOOKS.scope}."
     checkpoint = hooks.get("checkpoint")
     if checkpoint is not None and checkpoint.get("type") in ("CheckpointHook", CheckpointHook):
-        checkpoint["type"] = "AtomicCheckpointHook"
-    hooks.setdefault("rng_state", dict(type="RandomStateHook"))
+        checkpoint["type"] = f"{prefix}AtomicCheckpointHook"
+    hooks.setdefault("rng_state", dict(type=f"{prefix}RandomStateHook"))
     return cfg

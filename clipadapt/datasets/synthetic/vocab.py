@@ -23,6 +23,7 @@ __all__ = [
     "SIZES",
     "TEXTURES",
     "WorldConfig",
+    "split_base_novel",
 ]
 
 # Shapes in a fixed order: detection category ids and the base/novel split follow the order of the
@@ -64,6 +65,15 @@ DEFAULT_DOMAINS: tuple[str, ...] = ("plain", "noise", "gradient", "dark", "warm"
 # Scenes (the image-text, region and detection data) leave out "dark" so that a CLIP pretrained on
 # the scenes meets "dark" classification images as an unseen domain.
 DEFAULT_SCENE_DOMAINS: tuple[str, ...] = ("plain", "noise", "gradient")
+
+
+def split_base_novel(count: int, novel_fraction: float) -> list[str]:
+    """``"base"``/``"novel"`` for ``count`` categories in order: the last ``novel_fraction`` are novel.
+
+    At least one category stays base; a single category is base.
+    """
+    n_novel = min(count - 1, round(count * novel_fraction)) if count > 1 else 0
+    return ["novel" if i >= count - n_novel else "base" for i in range(count)]
 
 
 def _check_names(kind: str, names: tuple[str, ...], known: tuple[str, ...] | dict) -> None:
@@ -190,8 +200,7 @@ class WorldConfig:
         """``(shape, "base"|"novel")`` in category-id order; the last ``novel_fraction`` are novel."""
         shapes = [s for s in self.shapes if any(p[1] == s for p in self._pairs)]
         shapes += [s for s in SHAPES if s not in shapes and any(p[1] == s for p in self._pairs)]
-        n_novel = min(len(shapes) - 1, round(len(shapes) * self.novel_fraction)) if len(shapes) > 1 else 0
-        return [(s, "novel" if i >= len(shapes) - n_novel else "base") for i, s in enumerate(shapes)]
+        return list(zip(shapes, split_base_novel(len(shapes), self.novel_fraction), strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters as JSON-ready data (tuples become lists); the manifest stores this."""
