@@ -2,6 +2,8 @@
 
     python tools/dmu.py configs/moe/clipmoe_tiny-vit_4x2_1xb32_synthetic.py
     python tools/dmu.py CONFIG --compare        # + plain upcycling and dense MLP fine-tuning, same budget
+    python tools/dmu.py CONFIG --compare --seeds 0 1 2   # each seed in <work-dir>/seed<N>; mean +- std
+    python tools/dmu.py CONFIG --compare --eval-split val # tune on the val split (training is shared)
 
 Steps, each recorded in ``<work-dir>/dmu_state.json`` when it finishes (a killed run restarts at the
 first unfinished step; a step is redone from its start):
@@ -14,11 +16,18 @@ first unfinished step; a step is redone from its start):
 3. ``router``: the model of ``model`` (with ``MoEUpcycle``) gets expert j = the MLPs of stage j, and
    trains its routers with the top-level schedule (``optim_wrapper``, ``param_scheduler``, ``train_cfg``).
 4. ``eval``: retrieval on the test split, activated parameters per token and total parameters.
+   ``--eval-split val`` evaluates on the val split instead (steps ``eval_val``, ...): the training
+   steps are the same, so a run tuned on val reports test by a rerun without ``--eval-split``.
 
 ``--compare`` adds, at the same number of optimizer steps and batch size: plain upcycling (identical
 experts; routers and experts train for the (E-1) MLP stages' steps with ``dmu.mlp_stage``'s schedule,
 then the same router stage) and dense fine-tuning of the same MLPs (``MLPFineTune``, the MLP schedule,
-for all the steps), plus the base CLIP; the table goes to ``compare.csv`` / ``compare.md``.
+for all the steps), plus the base CLIP; the table goes to ``compare.csv`` / ``compare.md``
+(``compare_val.*`` for the val split).
+
+``--seeds N ...`` runs the whole pipeline once per seed (``randomness.seed`` = ``dmu.seed`` = N, which
+seeds the data order, the routers' initialisation and k-means) in ``<work-dir>/seed<N>``, and writes the
+mean and sample standard deviation over the seeds to ``<work-dir>/compare[_val].{csv,md}``.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ from clipadapt.fileio import atomic_write
 
 DMU_KEYS = {"image_clusters", "text_clusters", "mlp_stage", "embed_batch_size", "kmeans_batch_size", "seed"}
 SCHEDULE_KEYS = ("optim_wrapper", "param_scheduler", "train_cfg")
+SPLITS = ("test", "val")
+EVAL_STEPS = ("compare_base", "compare_dense_eval", "compare_upcycle_eval", "eval")  # the table's rows, in order
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,8 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("config", help="a DMU config (configs/moe/)")
     parser.add_argument("--work-dir", help="default: work_dirs/<config name>")
     parser.add_argument("--compare", action="store_true", help="also train plain upcycling and dense MLP FT")
+    parser.add_argument(
+        "--eval-split", choices=SPLITS, default="test", help="split of the evaluation steps (tune on val, report test)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="run each seed in <work-dir>/seed<N> (randomness.seed = dmu.seed = N)"
+    )
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {args.seeds} repeats a seed")
+    return args
 
 
 def _canonical(value: Any) -> str:
@@ -71,6 +91,29 @@ def _with_pipeline(dataset: dict[str, Any], pipeline: list[Any]) -> dict[str, An
     if "dataset" in dataset:
         dataset["dataset"] = _with_pipeline(dataset["dataset"], pipeline)
     return dataset
+
+
+def stretch_schedulers(schedule: dict[str, Any], max_iters: int | None = None) -> list[dict[str, Any]]:
+    """The schedule's parameter schedulers for a run of ``max_iters`` steps (default: its own length).
+
+    An iteration-based scheduler without ``end`` (MMEngine then never ends it: a cosine without ``end``
+    or ``T_max`` would not decay at all), or whose ``end`` is the schedule's own ``max_iters``, ends at
+    the run's last step, so that the baselines' longer runs anneal over their whole length as the stages
+    do over theirs. Other schedulers (a warm-up of fixed length) are kept as they are.
+    """
+    schedulers = schedule.get("param_scheduler") or []
+    schedulers = copy.deepcopy([schedulers] if isinstance(schedulers, dict) else list(schedulers))
+    train_cfg = schedule["train_cfg"]
+    if train_cfg.get("by_epoch", True) or "max_iters" not in train_cfg:
+        return schedulers
+    own = int(train_cfg["max_iters"])
+    total = own if max_iters is None else int(max_iters)
+    for scheduler in schedulers:
+        if scheduler.get("by_epoch", True) or "T_max" in scheduler:
+            continue
+        if scheduler.get("end") is None or int(scheduler["end"]) == own:
+            scheduler["end"] = total
+    return schedulers
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
@@ -113,11 +156,13 @@ class State:
 class DMUPipeline:
     """The steps of DMU (and of ``--compare``) on one prepared config; see the module docstring."""
 
-    def __init__(self, cfg: Config, dmu: dict[str, Any], work_dir: Path) -> None:
+    def __init__(self, cfg: Config, dmu: dict[str, Any], work_dir: Path, eval_split: str = "test") -> None:
+        if eval_split not in SPLITS:
+            raise ValueError(f"eval_split must be one of {SPLITS}, got {eval_split!r}")
         unknown = set(dmu) - DMU_KEYS
         if unknown:
             raise SystemExit(f"dmu.{sorted(unknown)[0]}: unknown DMU setting (known: {', '.join(sorted(DMU_KEYS))})")
-        self.cfg, self.dmu, self.work_dir = cfg, dmu, work_dir
+        self.cfg, self.dmu, self.work_dir, self.eval_split = cfg, dmu, work_dir, eval_split
         self.plugins = [dict(p) for p in cfg.model.get("plugins") or []]
         moe = [i for i, p in enumerate(self.plugins) if p.get("type") == "MoEUpcycle"]
         if len(moe) != 1:
@@ -231,6 +276,7 @@ class DMUPipeline:
             cfg[key] = copy.deepcopy(schedule[key])
         if max_iters is not None:
             cfg.train_cfg.max_iters = max_iters
+        cfg.param_scheduler = stretch_schedulers(schedule, max_iters)
         if labels is not None:
             cfg.train_dataloader.batch_sampler = dict(type="ClusterBatchSampler", labels=str(labels))
         for phase in ("val", "test"):  # evaluation is this tool's own, after training
@@ -267,16 +313,19 @@ class DMUPipeline:
         if adapter is not None:
             clipadapt.load_adapter(adapter, model=task.clip)
         with DefaultScope.overwrite_default_scope("clipadapt"):
-            metric = METRICS.build(copy.deepcopy(self.cfg.test_evaluator))
-        preds = self._predict(task, self._loader(copy.deepcopy(self.cfg.test_dataloader)), f"{name}: test")
+            metric = METRICS.build(copy.deepcopy(self.cfg[f"{self.eval_split}_evaluator"]))
+        loader = self._loader(copy.deepcopy(self.cfg[f"{self.eval_split}_dataloader"]))
+        preds = self._predict(task, loader, f"{name}: {self.eval_split}")
         metric.process({}, preds)
         metrics = metric.compute_metrics(metric.results)
         counts = parameter_counts(task.clip)
         batch = int(self.cfg.train_dataloader.batch_size)
         samples = steps * batch if steps is not None else None
-        row = {"method": name, "steps": steps, "samples": samples, **metrics, **counts}
+        row = {"method": name, "split": self.eval_split, "pairs": len(preds), "steps": steps, "samples": samples}
+        row |= {**metrics, **counts}
         print(
-            f"{name}: image->text R@1 {metrics['i2t_R@1']:.2f}, text->image R@1 {metrics['t2i_R@1']:.2f} | "
+            f"{name} ({self.eval_split}, {len(preds)} pairs): image->text R@1 {metrics['i2t_R@1']:.2f}, "
+            f"text->image R@1 {metrics['t2i_R@1']:.2f} | "
             f"activated parameters per token {counts['activated']:,}, total parameters {counts['total']:,}",
             flush=True,
         )
@@ -289,19 +338,23 @@ class DMUPipeline:
         return int(train_cfg["max_iters"])
 
     # -------------------------------------------------------------------------------- steps
+    def _eval_name(self, step: str) -> str:
+        """An evaluation step's name in the state: ``eval`` for the test split, ``eval_val`` for val."""
+        return step if self.eval_split == "test" else f"{step}_{self.eval_split}"
+
     def steps(self, compare: bool) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
         """The ordered steps; each returns what ``dmu_state.json`` records for it."""
         steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [("stage0", self._stage0)]
         steps += [(f"stage{s}", lambda s=s: self._mlp_stage(s)) for s in range(1, self.num_experts)]
-        steps += [("router", self._router_stage), ("eval", self._eval_dmu)]
+        steps += [("router", self._router_stage), (self._eval_name("eval"), self._eval_dmu)]
         if compare:
             steps += [
-                ("compare_base", self._compare_base),
+                (self._eval_name("compare_base"), self._compare_base),
                 ("compare_upcycle_experts", self._upcycle_experts),
                 ("compare_upcycle_router", self._upcycle_router),
-                ("compare_upcycle_eval", self._upcycle_eval),
+                (self._eval_name("compare_upcycle_eval"), self._upcycle_eval),
                 ("compare_dense", self._dense),
-                ("compare_dense_eval", self._dense_eval),
+                (self._eval_name("compare_dense_eval"), self._dense_eval),
             ]
         return steps
 
@@ -391,32 +444,101 @@ class DMUPipeline:
             bar.update(1)
         bar.close()
         if compare:
-            write_table(self.table(), self.work_dir)
+            write_table(self.table(), self.work_dir, self.eval_split)
         return self.state.data["done"]
 
     def table(self) -> list[dict[str, Any]]:
-        names = ("compare_base", "compare_dense_eval", "compare_upcycle_eval", "eval")
+        """The rows of the comparison that have been evaluated on ``eval_split``, base CLIP first."""
+        names = [self._eval_name(n) for n in EVAL_STEPS]
         return [self.state.get(n) for n in names if self.state.get(n) is not None]
 
 
-COLUMNS = ("method", "steps", "samples", "i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5", "activated", "total")
+METRICS = ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5")
+COLUMNS = ("method", "split", "pairs", "steps", "samples", *METRICS, "activated", "total")
+HEADER = ("Method", "steps", "samples", "I->T R@1", "T->I R@1", "I->T R@5", "T->I R@5", "activated/token", "total")
 
 
-def write_table(rows: list[dict[str, Any]], out: Path) -> None:
-    """``compare.csv`` and ``compare.md`` in ``out``; the Markdown is printed too."""
-    with open(out / "compare.csv", "w", newline="") as handle:
+def _table_name(split: str) -> str:
+    return "compare" if split == "test" else f"compare_{split}"
+
+
+def _markdown(title: str, cells: list[list[str]]) -> str:
+    lines = [title, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _params(row: dict[str, Any]) -> list[str]:
+    return [f"{row['activated'] / 1e6:.3f}M", f"{row['total'] / 1e6:.3f}M"]
+
+
+def write_table(rows: list[dict[str, Any]], out: Path, split: str = "test") -> None:
+    """``compare.csv`` and ``compare.md`` (``compare_<split>.*`` for a split other than test) in ``out``;
+    the Markdown is printed too."""
+    name = _table_name(split)
+    with open(out / f"{name}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    header = ("Method", "steps", "samples", "I->T R@1", "T->I R@1", "I->T R@5", "T->I R@5", "activated/token", "total")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['steps']} | {r['samples']} | {r['i2t_R@1']:.2f} | {r['t2i_R@1']:.2f} | "
-            f"{r['i2t_R@5']:.2f} | {r['t2i_R@5']:.2f} | {r['activated'] / 1e6:.2f}M | {r['total'] / 1e6:.2f}M |"
-        )
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
+    pairs = sorted({r.get("pairs") for r in rows}, key=str)
+    cells = [
+        [r["method"], str(r["steps"]), str(r["samples"]), *(f"{r[m]:.2f}" for m in METRICS), *_params(r)] for r in rows
+    ]
+    text = _markdown(f"Retrieval on the {split} split ({'/'.join(map(str, pairs))} image-text pairs).", cells)
+    (out / f"{name}.md").write_text(text)
+    print(text, flush=True)
+
+
+def aggregate(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per method: the mean and sample standard deviation (ddof=1; 0 for one seed) of each metric.
+
+    Raises:
+        ValueError: the seeds' tables do not list the same methods, budgets and test-set size.
+    """
+    seeds = sorted(per_seed)
+    keys = {s: [(r["method"], r["steps"], r["samples"], r.get("pairs")) for r in per_seed[s]] for s in seeds}
+    if any(k != keys[seeds[0]] for k in keys.values()):
+        raise ValueError(f"the seeds' comparisons differ in methods, budgets or test-set size: {keys}")
+    out = []
+    for i, first in enumerate(per_seed[seeds[0]]):
+        row = {k: first.get(k) for k in ("method", "split", "pairs", "steps", "samples", "activated", "total")}
+        row["seeds"] = " ".join(map(str, seeds))
+        for metric in METRICS:
+            values = np.array([per_seed[s][i][metric] for s in seeds], dtype=np.float64)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            row[f"{metric}_seeds"] = " ".join(f"{v:.2f}" for v in values)
+        out.append(row)
+    return out
+
+
+def write_seed_table(rows: list[dict[str, Any]], out: Path, split: str = "test") -> None:
+    """``compare[_<split>].csv`` / ``.md`` of :func:`aggregate`'s rows (mean +- std over the seeds)."""
+    name = _table_name(split)
+    stats = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "seeds")]
+    fields = ("method", "split", "pairs", "seeds", "steps", "samples", *stats, "activated", "total")
+    with open(out / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    cells = [
+        [
+            r["method"],
+            str(r["steps"]),
+            str(r["samples"]),
+            *(f"{r[f'{m}_mean']:.2f} ± {r[f'{m}_std']:.2f}" for m in METRICS),
+            *_params(r),
+        ]
+        for r in rows
+    ]
+    seeds = rows[0]["seeds"] if rows else ""
+    title = (
+        f"Retrieval on the {split} split ({rows[0]['pairs'] if rows else '?'} image-text pairs): "
+        f"mean ± sample std over seeds {seeds}."
+    )
+    text = _markdown(title, cells)
+    (out / f"{name}.md").write_text(text)
+    print(text, flush=True)
 
 
 def _check_mlp_stage(cfg: Config, dmu: dict[str, Any], config_path: str) -> None:
@@ -433,22 +555,39 @@ def _check_mlp_stage(cfg: Config, dmu: dict[str, Any], config_path: str) -> None
         sys.exit(f"error in config {config_path}: dmu.mlp_stage: {err}")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    enable_safe_resume()
+def _pipeline(args: argparse.Namespace, work_dir: Path, seed: int | None) -> DMUPipeline:
+    """The prepared pipeline of ``args.config`` in ``work_dir``; ``seed`` overrides both seeds."""
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if "dmu" not in cfg or "mlp_stage" not in cfg.dmu:
         sys.exit(f"config {args.config} has no dmu=dict(mlp_stage=dict(...), ...): it is not a DMU config")
+    if seed is not None:
+        cfg.merge_from_dict({"randomness.seed": seed, "dmu.seed": seed})
     dmu = cfg.pop("dmu").to_dict()
-    cfg.work_dir = args.work_dir or osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = str(work_dir)
     cfg.launcher = "none"
     _check_mlp_stage(cfg, dmu, args.config)
     prepare_run(cfg, args.config)
-    work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    return DMUPipeline(cfg, dmu, work_dir).run(compare=args.compare)
+    return DMUPipeline(cfg, dmu, work_dir, eval_split=args.eval_split)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the pipeline (once, or once per ``--seeds``); the state records (``{seed: records}`` with seeds)."""
+    args = parse_args(argv)
+    enable_safe_resume()
+    work_dir = Path(args.work_dir or osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0]))
+    if args.seeds is None:
+        return _pipeline(args, work_dir, None).run(compare=args.compare)
+    done, tables = {}, {}
+    for seed in args.seeds:
+        pipeline = _pipeline(args, work_dir / f"seed{seed}", seed)
+        done[seed] = pipeline.run(compare=args.compare)
+        tables[seed] = pipeline.table()
+    if args.compare:
+        write_seed_table(aggregate(tables), work_dir, args.eval_split)
+    return done
 
 
 if __name__ == "__main__":

@@ -144,3 +144,97 @@ def test_a_dmu_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
     settings["mlp_stage"]["optim_wrapper"]["optimizer"]["lrr"] = 1.0
     with pytest.raises(SystemExit, match=r"dmu.mlp_stage: optim_wrapper.optimizer.lrr: AdamW has no argument 'lrr'"):
         dmu._check_mlp_stage(cfg, settings, str(CONFIG))
+
+
+def test_schedulers_without_an_end_anneal_over_the_whole_run() -> None:
+    dmu = _dmu_tool()
+    schedule = dict(
+        train_cfg=dict(by_epoch=False, max_iters=25),
+        param_scheduler=[
+            dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=5),
+            dict(type="CosineAnnealingLR", by_epoch=False, begin=0, eta_min_ratio=0.01),
+            dict(type="ConstantLR", by_epoch=False, begin=5, end=25),
+        ],
+    )
+    own = dmu.stretch_schedulers(schedule)
+    assert [s.get("end") for s in own] == [5, 25, 25]  # the warm-up keeps its length
+    longer = dmu.stretch_schedulers(schedule, max_iters=100)  # a baseline's run of 4 stages
+    assert [s.get("end") for s in longer] == [5, 100, 100]
+    assert "end" not in schedule["param_scheduler"][1]  # the config itself is not changed
+
+    # MMEngine's cosine without an end never decays; stretched, it is at eta_min by the last step.
+    from mmengine.optim.scheduler import CosineAnnealingLR
+
+    for schedulers, expect_decay in ((schedule["param_scheduler"], False), (longer, True)):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        cosine = dict(schedulers[1])
+        del cosine["type"]
+        scheduler = CosineAnnealingLR(optimizer, **cosine)
+        for _ in range(100):
+            optimizer.step()
+            scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert 0.01 <= lr < 0.011 if expect_decay else lr > 0.99  # eta_min = 0.01 x the base lr
+
+
+def test_epoch_based_or_explicit_schedules_are_kept() -> None:
+    dmu = _dmu_tool()
+    by_epoch = dict(train_cfg=dict(by_epoch=True, max_epochs=1), param_scheduler=dict(type="CosineAnnealingLR"))
+    assert dmu.stretch_schedulers(by_epoch, 10) == [dict(type="CosineAnnealingLR")]
+    explicit = dict(
+        train_cfg=dict(by_epoch=False, max_iters=25),
+        param_scheduler=[
+            dict(type="CosineAnnealingLR", by_epoch=False, T_max=7),
+            dict(type="X", by_epoch=False, end=9),
+        ],
+    )
+    assert dmu.stretch_schedulers(explicit, 100) == explicit["param_scheduler"]
+
+
+def _row(method: str, r1: float, pairs: int = 1000) -> dict:
+    metrics = {"i2t_R@1": r1, "t2i_R@1": r1 + 1, "i2t_R@5": r1 + 10, "t2i_R@5": r1 + 11}
+    return {"method": method, "split": "test", "pairs": pairs, "steps": 100, "samples": 3200, **metrics}
+
+
+def test_seed_tables_report_mean_and_sample_std(tmp_path: Path) -> None:
+    dmu = _dmu_tool()
+    counts = {"activated": 9_427_009, "total": 10_282_177}
+    per_seed = {s: [_row("Dense", 10.0 + s) | counts, _row("DMU MoE", 20.0 + 2 * s) | counts] for s in (0, 1, 2)}
+    rows = dmu.aggregate(per_seed)
+    assert [r["method"] for r in rows] == ["Dense", "DMU MoE"]
+    assert rows[0]["i2t_R@1_mean"] == pytest.approx(11.0) and rows[0]["i2t_R@1_std"] == pytest.approx(1.0)
+    assert rows[1]["t2i_R@1_mean"] == pytest.approx(23.0) and rows[1]["t2i_R@1_std"] == pytest.approx(2.0)
+    assert rows[1]["i2t_R@1_seeds"] == "20.00 22.00 24.00" and rows[1]["seeds"] == "0 1 2"
+    dmu.write_seed_table(rows, tmp_path, "val")
+    text = (tmp_path / "compare_val.md").read_text()
+    assert "val split (1000 image-text pairs): mean ± sample std over seeds 0 1 2" in text
+    assert "| DMU MoE | 100 | 3200 | 22.00 ± 2.00 | 23.00 ± 2.00 |" in text and "9.427M | 10.282M |" in text
+    assert (tmp_path / "compare_val.csv").read_text().splitlines()[0].startswith("method,split,pairs,seeds,steps")
+
+    # One seed: std 0; seeds whose tables differ (another test-set size) cannot be averaged.
+    assert dmu.aggregate({4: per_seed[0]})[0]["i2t_R@1_std"] == 0.0
+    with pytest.raises(ValueError, match="differ in methods, budgets or test-set size"):
+        dmu.aggregate({0: per_seed[0], 1: [_row("Dense", 1.0, pairs=200) | counts, per_seed[1][1]]})
+
+
+def test_val_evaluation_shares_the_training_steps(tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    dmu = _dmu_tool()
+    cfg = Config.fromfile(str(CONFIG))
+    settings = cfg.pop("dmu").to_dict()
+    test = [n for n, _ in dmu.DMUPipeline(cfg, settings, tmp_path, "test").steps(compare=True)]
+    val = [n for n, _ in dmu.DMUPipeline(cfg, settings, tmp_path, "val").steps(compare=True)]
+    trained = ["stage0", "stage1", "stage2", "stage3", "router", "compare_upcycle_experts"]
+    assert all(n in test and n in val for n in trained)
+    assert "eval" in test and "eval_val" in val and "eval_val" not in test
+    assert sorted(set(val) - set(test)) == [
+        "compare_base_val",
+        "compare_dense_eval_val",
+        "compare_upcycle_eval_val",
+        "eval_val",
+    ]
+    with pytest.raises(SystemExit):
+        dmu.parse_args([str(CONFIG), "--seeds", "1", "1"])
+    with pytest.raises(ValueError, match="eval_split"):
+        dmu.DMUPipeline(cfg, settings, tmp_path, "train")
