@@ -13,7 +13,9 @@ Experiments, each the commands its configs' headers give (``--run`` runs them, i
   and of the base CLIP (``base.json``: ``model.plugins=[]``, ``model.contrastive_loss=True``).
 - ``fgclip``: ``tools/test.py --out`` before (``before.json``), ``tools/train.py``, ``tools/test.py --out``
   after (``after.json``); the zero-shot config of the dark domain before and after (``dark_*.json``).
-- ``moe``: ``tools/dmu.py --compare``; reads its ``compare.csv``.
+- ``moe``: ``tools/dmu.py --compare --seeds 0 1 2 3 4``; reads the seed means of its ``compare.csv``.
+- ``ovd``: ``tools/train.py`` of the open-vocabulary detector, then ``tools/test.py --out`` with CLIP's box
+  scores (``ensemble.json``) and without them (``detector.json``: ``model.roi_head.region_scorer=None``).
 
 Where an experiment's outputs are not under ``--work-dir``, its numbers come from the recorded data
 (``docs/assets/data/zoo_b2n_warm.csv`` and ``docs/assets/data/model_zoo.json``), so the docs' plots can be
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDED_CSV = ROOT / "docs" / "assets" / "data" / "zoo_b2n_warm.csv"
 RECORDED_JSON = ROOT / "docs" / "assets" / "data" / "model_zoo.json"
 PLOTS = ROOT / "docs" / "assets" / "plots"
-EXPERIMENTS = ("prompt", "longclip", "fgclip", "moe")
+EXPERIMENTS = ("prompt", "longclip", "fgclip", "moe", "ovd")
 
 B2N_CONFIGS = [f"configs/{m}/{m}_tiny-vit_1xb4_synthetic-warm-b2n.py" for m in ("maple", "coop", "ivlp", "promptsrc")]
 ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py"
@@ -48,6 +50,7 @@ DARK_ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py"
 LONGCLIP = "configs/longclip/longclip_tiny-vit_1xb64_synthetic-long.py"
 FGCLIP = "configs/fgclip/fgclip2_tiny-vit_1xb32_synthetic-regions.py"
 MOE = "configs/moe/clipmoe_tiny-vit_4x2_1xb32_synthetic.py"
+OVD = "configs/ovd/ovrcnn_tiny-vit_1xb8_synthetic-colour.py"
 
 # --quick: a 4-class world (8 scenes for the caption and region runs, k-means needs a few) and tiny runs.
 QUICK_WORLD = dict(colours="[red,blue]", shapes="[circle,square]", per_class_train=4, per_class_val=2,
@@ -63,6 +66,11 @@ QUICK_OPTIONS = {
     "moe": [*_WORLD_OPTIONS, "train_dataloader.batch_size=2", "test_dataloader.batch_size=8",
             "train_cfg.max_iters=2", "dmu.mlp_stage.train_cfg.max_iters=2", "dmu.image_clusters=2",
             "dmu.text_clusters=1"],
+    "ovd": [*_WORLD_OPTIONS, "train_cfg.max_epochs=1", "train_dataloader.batch_size=4",
+            "train_dataloader.dataset.metainfo.classes=[red]",
+            *(f"{phase}_dataloader.dataset.metainfo.{key}={value}" for phase in ("val", "test")
+              for key, value in (("classes", "[red,blue]"), ("base_classes", "[red]"), ("novel_classes", "[blue]"))),
+            "model.roi_head.bbox_head.num_classes=1"],
 }  # fmt: skip
 
 # Display names of the base-to-novel methods (results.csv names each by its config file).
@@ -89,6 +97,12 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("scene_zeroshot", "scene zero-shot"),
         ("dark_zeroshot", "dark zero-shot top-1"),
     ],
+    "ovd": [
+        ("base_ap50", "base AP50"),
+        ("novel_ap50", "novel AP50"),
+        ("base_ap", "base AP"),
+        ("novel_ap", "novel AP"),
+    ],
     "moe": [
         ("i2t", "I->T R@1"),
         ("t2i", "T->I R@1"),
@@ -103,8 +117,10 @@ TITLES = {
     "longclip": "Long-CLIP: long- and short-caption retrieval",
     "fgclip": "FG-CLIP 2: regions, before and after",
     "moe": "CLIP-MoE: same training budget",
+    "ovd": "Open-vocabulary detection: 5 base, 3 novel colours",
 }
-Y_LABELS = {"prompt": "top-1 accuracy (%)", "longclip": "R@1 / top-1 (%)", "fgclip": "accuracy (%)", "moe": "R@1 (%)"}
+Y_LABELS = {"prompt": "top-1 accuracy (%)", "longclip": "R@1 / top-1 (%)", "fgclip": "accuracy (%)", "moe": "R@1 (%)",
+            "ovd": "AP (%)"}  # fmt: skip
 
 
 def _load(path: Path) -> ModuleType:
@@ -175,7 +191,26 @@ def plan(name: str, out: Path, quick: bool) -> list[Callable[[], list[str]]]:
             lambda: test(DARK_ZERO_SHOT, "dark_after", [_last_checkpoint(out / "train")], "zeroshot"),
         ]
     if name == "moe":
-        return [lambda: _tool("dmu.py", MOE, "--compare", "--work-dir", str(out), options=opt("moe"))]
+        seeds = ["0"] if quick else ["0", "1", "2", "3", "4"]
+        return [
+            lambda: _tool("dmu.py", MOE, "--compare", "--seeds", *seeds, "--work-dir", str(out), options=opt("moe"))
+        ]
+    if name == "ovd":
+        test = lambda tag, extra: _tool(  # noqa: E731
+            "test.py",
+            OVD,
+            _last_checkpoint(out / "train"),
+            "--work-dir",
+            str(out / "test"),
+            "--out",
+            str(out / f"{tag}.json"),
+            options=[*opt("ovd"), *extra],
+        )
+        return [
+            lambda: _tool("train.py", OVD, "--work-dir", str(out / "train"), options=opt("ovd")),
+            lambda: test("detector", ["model.roi_head.region_scorer=None"]),
+            lambda: test("ensemble", []),
+        ]
     raise KeyError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
 
 
@@ -245,7 +280,7 @@ def fgclip_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def moe_rows(out: Path) -> list[dict[str, Any]]:
-    """The rows of tools/dmu.py's compare.csv (parameter counts in millions)."""
+    """The rows of tools/dmu.py's compare.csv (parameter counts in millions; with --seeds, the means)."""
     path = out / "compare.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: rerun `python tools/model_zoo.py --run`")
@@ -255,8 +290,8 @@ def moe_rows(out: Path) -> list[dict[str, Any]]:
         {
             "method": r["method"],
             "steps": int(r["steps"]),
-            "i2t": round(float(r["i2t_R@1"]), 2),
-            "t2i": round(float(r["t2i_R@1"]), 2),
+            "i2t": round(float(r.get("i2t_R@1_mean", r.get("i2t_R@1"))), 2),  # --seeds: the mean
+            "t2i": round(float(r.get("t2i_R@1_mean", r.get("t2i_R@1"))), 2),
             "activated_M": round(int(r["activated"]) / 1e6, 2),
             "total_M": round(int(r["total"]) / 1e6, 2),
         }
@@ -264,9 +299,21 @@ def moe_rows(out: Path) -> list[dict[str, Any]]:
     ]
 
 
+def ovd_rows(out: Path) -> list[dict[str, Any]]:
+    """OVCocoMetric of the detector alone and with CLIP's box scores, in percent."""
+    rows = []
+    for method, tag in (("detector alone", "detector"), ("+ CLIP box scores (ensemble)", "ensemble")):
+        path = out / f"{tag}.json"
+        metrics = {k: v * 100 for k, v in _metrics(path).items()}  # OVCocoMetric reports fractions
+        keys = ("base_ap50", "novel_ap50", "base_ap", "novel_ap")
+        rows.append({"method": method, **{k: _pick(metrics, f"coco/{k}", path) for k in keys}})
+    return rows
+
+
 def _has_outputs(name: str, out: Path) -> bool:
     wanted = {"prompt": ["results.csv"], "longclip": ["base.json", "longclip.json"], "moe": ["compare.csv"],
-              "fgclip": ["before.json", "after.json", "dark_before.json", "dark_after.json"]}[name]  # fmt: skip
+              "fgclip": ["before.json", "after.json", "dark_before.json", "dark_after.json"],
+              "ovd": ["detector.json", "ensemble.json"]}[name]  # fmt: skip
     return all((out / f).is_file() for f in wanted)
 
 
@@ -275,7 +322,8 @@ def collect(name: str, work_dir: Path, recorded_csv: Path = RECORDED_CSV, record
     out = work_dir / name
     if _has_outputs(name, out):
         readers = {"prompt": lambda: prompt_rows(out / "results.csv"), "longclip": lambda: longclip_rows(out),
-                   "fgclip": lambda: fgclip_rows(out), "moe": lambda: moe_rows(out)}  # fmt: skip
+                   "fgclip": lambda: fgclip_rows(out), "moe": lambda: moe_rows(out),
+                   "ovd": lambda: ovd_rows(out)}  # fmt: skip
         return {"source": str(out), "rows": readers[name]()}
     if name == "prompt":
         return {"source": _display(recorded_csv), "rows": prompt_rows(recorded_csv)}

@@ -30,6 +30,7 @@ import open_clip
 import pytest
 import torch
 
+from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.plugins import registered_plugins
 from clipadapt.registry import PLUGINS
 
@@ -37,9 +38,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 VENV_BIN = Path(sys.executable).parent
 
-WORLD = dict(colours="[red,blue]", shapes="[circle,square]", per_class_train=4, per_class_val=2,
+WORLD = dict(colours=["red", "blue"], shapes=["circle", "square"], per_class_train=4, per_class_val=2,
              per_class_test=2, scenes_train=2, scenes_val=2, scenes_test=2, max_objects=2)  # fmt: skip
-TINY_OPTIONS = [f"synthetic_world.{k}={v}" for k, v in WORLD.items()] + [
+_OPTION = lambda v: "[" + ",".join(v) + "]" if isinstance(v, list) else v  # noqa: E731
+TINY_OPTIONS = [f"synthetic_world.{k}={_OPTION(v)}" for k, v in WORLD.items()] + [
     "train_cfg.max_epochs=1",
     "train_dataloader.batch_size=4",
     "train_dataloader.dataset.num_shots=4",
@@ -170,6 +172,9 @@ def _tiny_env(tmp_path: Path) -> dict[str, str]:
     torch.manual_seed(0)
     config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
     torch.save(open_clip.model.CLIP(**config).state_dict(), cache / "tiny-vit-synthetic.pt")
+    # The world the pages' commands ask for, where data_dir() points (a world of other parameters would
+    # live in a hash-keyed sibling folder, and the page's `data_dir() / ...` paths would not find it).
+    ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
     site_packages = tmp_path / "site-packages"
     return _env(
         CLIPADAPT_CACHE=str(cache),
