@@ -21,7 +21,7 @@ from .config_check import ConfigKeyError, check_config
 from .distributed import CPUDistributedDataParallel, init_cpu_process_group, use_cpu_ddp
 from .hooks import AdapterCheckpointHook, ClassNamesHook, ProgressBarHook
 from .optim import AutocastOptimWrapper, TrainableOptimWrapperConstructor
-from .prepare import cache_dir, data_dir, prepare_config, resolve_uri
+from .prepare import cache_dir, data_dir, prepare_config, resolve_uri, world_dir
 from .prompt_aggregation import GaussianPromptAggregationHook
 from .reliability import AtomicCheckpointHook, AtomicLocalBackend, RandomStateHook, use_reliable_checkpoints
 from .safe_load import SAFE_GLOBALS, UnsafeCheckpointError, enable_safe_resume, load_local_checkpoint
@@ -54,4 +54,5 @@ __all__ = [
     "tiny_clip_path",
     "use_cpu_ddp",
     "use_reliable_checkpoints",
+    "world_dir",
 ]
