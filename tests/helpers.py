@@ -14,6 +14,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The 4-class synthetic world of the end-to-end tool tests (red and blue circles and squares): seconds to make.
+SMALL_WORLD = dict(
+    colours=["red", "blue"],
+    shapes=["circle", "square"],
+    per_class_train=4,
+    per_class_val=2,
+    per_class_test=2,
+    scenes_train=2,
+    scenes_val=2,
+    scenes_test=2,
+    max_objects=2,
+)
+
 
 def load_tool(name: str) -> ModuleType:
     """``tools/<name>.py`` as a module (the tools are scripts, not a package), registered in ``sys.modules``.

@@ -118,7 +118,6 @@ class OpenVocabRCNN(TwoStageDetector):
             scorer.set_vocabulary(classes, novel_classes)
 
     def predict(self, batch_inputs: torch.Tensor, batch_data_samples: list, rescale: bool = True) -> list:
-        if isinstance(self.roi_head, CLIPEnsembleRoIHead):
-            with self.roi_head.scoring_images(batch_inputs):
-                return super().predict(batch_inputs, batch_data_samples, rescale=rescale)
-        return super().predict(batch_inputs, batch_data_samples, rescale=rescale)
+        ensemble = isinstance(self.roi_head, CLIPEnsembleRoIHead)
+        with self.roi_head.scoring_images(batch_inputs) if ensemble else contextlib.nullcontext():
+            return super().predict(batch_inputs, batch_data_samples, rescale=rescale)

@@ -67,27 +67,28 @@ class OpenVocabularyHook(Hook):
     priority = "VERY_HIGH"
 
     def __init__(self) -> None:
-        self._train: tuple[list[str], list[str]] | None = None
+        self._vocabularies: dict[str, tuple[list[str], list[str]]] = {}  # per phase, read once
 
-    @staticmethod
-    def _apply(runner: Any, vocabulary: tuple[list[str], list[str]], phase: str) -> None:
+    def _apply(self, runner: Any, phase: str) -> None:
+        if phase not in self._vocabularies:
+            dataset = getattr(runner, f"{phase}_dataloader").dataset
+            self._vocabularies[phase] = dataset_vocabulary(dataset, phase)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not hasattr(model, "set_vocabulary"):
             raise TypeError(f"OpenVocabularyHook needs a model with set_vocabulary(), got {type(model).__name__}")
-        model.set_vocabulary(*vocabulary)
-        classes, novel = vocabulary
+        classes, novel = self._vocabularies[phase]
+        model.set_vocabulary(classes, novel)
         runner.logger.info(f"{phase} vocabulary: {len(classes)} classes {classes}, novel {novel}")
 
     def before_train(self, runner: Any) -> None:
-        self._train = dataset_vocabulary(runner.train_dataloader.dataset, "train")
-        self._apply(runner, self._train, "train")
+        self._apply(runner, "train")
 
     def before_val(self, runner: Any) -> None:
-        self._apply(runner, dataset_vocabulary(runner.val_dataloader.dataset, "val"), "val")
+        self._apply(runner, "val")
 
     def after_val(self, runner: Any) -> None:
-        if self._train is not None:
-            self._apply(runner, self._train, "train")
+        if "train" in self._vocabularies:  # a validation inside training
+            self._apply(runner, "train")
 
     def before_test(self, runner: Any) -> None:
-        self._apply(runner, dataset_vocabulary(runner.test_dataloader.dataset, "test"), "test")
+        self._apply(runner, "test")

@@ -85,14 +85,15 @@ class CLIPRegionScorer(nn.Module):
         self.novel_weight = novel_weight
         self.batch_size = batch_size
         model = frozen_clip(self.clip_cfg)
+        # Held outside the module tree (no state_dict entries, no parameters for the optimizer or DDP), and
+        # resolved once: cache:// paths are not looked up again on every batch.
+        self.__dict__["clip"] = model
+        if image_size is not None and image_size != model.visual.cfg.image_size:
+            model.visual.dynamic_size = True  # dense mode runs the CLIP at image_size
         self.temperature = float(model.logit_scale.exp()) if temperature is None else float(temperature)
         self.vocabulary: list[str] = []
         self.register_buffer("text_features", torch.zeros(0, model.cfg.embed_dim), persistent=False)
         self.register_buffer("weights", torch.zeros(0), persistent=False)
-
-    @property
-    def clip(self) -> Any:
-        return frozen_clip(self.clip_cfg)
 
     def set_vocabulary(self, classes: Sequence[str], novel_classes: Sequence[str] = ()) -> None:
         """Class names in label order; the names in ``novel_classes`` get ``novel_weight``."""
@@ -126,7 +127,6 @@ class CLIPRegionScorer(nn.Module):
         size = self.image_size or native
         height, width = images.shape[-2:]
         if (height, width) != (size, size):
-            clip.visual.dynamic_size = size != native
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
             scale = images.new_tensor([size / width, size / height, size / width, size / height])
             boxes = [b * scale for b in boxes]

@@ -33,13 +33,13 @@ import torch
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.plugins import registered_plugins
 from clipadapt.registry import PLUGINS
+from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 VENV_BIN = Path(sys.executable).parent
 
-WORLD = dict(colours=["red", "blue"], shapes=["circle", "square"], per_class_train=4, per_class_val=2,
-             per_class_test=2, scenes_train=2, scenes_val=2, scenes_test=2, max_objects=2)  # fmt: skip
+WORLD = SMALL_WORLD
 _OPTION = lambda v: "[" + ",".join(v) + "]" if isinstance(v, list) else v  # noqa: E731
 TINY_OPTIONS = [f"synthetic_world.{k}={_OPTION(v)}" for k, v in WORLD.items()] + [
     "train_cfg.max_epochs=1",

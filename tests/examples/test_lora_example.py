@@ -24,12 +24,12 @@ import clipadapt
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.plugins import Plugin, PluginCompatibilityError, discovery
 from clipadapt.registry import PLUGINS
+from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "examples" / "clipadapt-lora"
 CONFIG = PACKAGE / "configs" / "lora_tiny-vit_1xb32_synthetic-dark-16shot.py"
-WORLD = dict(colours=["red", "blue"], shapes=["circle", "square"], per_class_train=4, per_class_val=2,
-             per_class_test=2, scenes_train=2, scenes_val=2, scenes_test=2, max_objects=2)  # fmt: skip
+WORLD = SMALL_WORLD
 
 
 def pip_install(package: Path, target: Path) -> None:

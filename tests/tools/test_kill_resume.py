@@ -23,21 +23,12 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
+from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "tools" / "train.py"
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
-WORLD = dict(
-    colours=["red", "blue"],
-    shapes=["circle", "square"],
-    per_class_train=4,
-    per_class_val=2,
-    per_class_test=2,
-    scenes_train=2,
-    scenes_val=2,
-    scenes_test=2,
-    max_objects=2,
-)
+WORLD = SMALL_WORLD
 # The base config's training pipeline keeps its RandomHorizontalFlip: resuming must reproduce the flips too.
 SMALL = f"""
 _base_ = [{str(VPT_CONFIG)!r}]

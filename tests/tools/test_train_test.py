@@ -19,21 +19,11 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
-from tests.helpers import load_tool
+from tests.helpers import SMALL_WORLD, load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
-WORLD = dict(
-    colours=["red", "blue"],
-    shapes=["circle", "square"],
-    per_class_train=4,
-    per_class_val=2,
-    per_class_test=2,
-    scenes_train=4,
-    scenes_val=2,
-    scenes_test=2,
-    max_objects=2,
-)
+WORLD = dict(SMALL_WORLD, scenes_train=4)
 SMALL = f"""
 _base_ = [{str(VPT_CONFIG)!r}]
 synthetic_world = {WORLD!r}
