@@ -125,9 +125,11 @@ class SparseMoE(nn.Module):
         width: Token width C.
         num_experts: E >= 2.
         top_k: Experts per token, 1 <= k <= E.
+        dropout: Dropout after each expert's activation (CLIP-MoE's experts: 0.1); 0 = none. The
+            parameter names do not change (the dropout shares the activation's slot, ``gelu``).
     """
 
-    def __init__(self, mlp: nn.Module, width: int, num_experts: int, top_k: int) -> None:
+    def __init__(self, mlp: nn.Module, width: int, num_experts: int, top_k: int, dropout: float = 0.0) -> None:
         super().__init__()
         if num_experts < 2:
             raise ValueError(f"an MoE needs num_experts >= 2, got {num_experts}")
@@ -135,6 +137,11 @@ class SparseMoE(nn.Module):
             raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
         self.num_experts, self.top_k = num_experts, top_k
         self.experts = nn.ModuleList(copy.deepcopy(mlp) for _ in range(num_experts))
+        if dropout > 0:
+            for expert in self.experts:
+                if not isinstance(getattr(expert, "gelu", None), nn.Module):
+                    raise ValueError("SparseMoE dropout needs an MLP with c_fc -> gelu -> c_proj (clipadapt's MLP)")
+                expert.gelu = nn.Sequential(expert.gelu, nn.Dropout(dropout))
         self.gate = nn.Linear(width, num_experts, bias=False)
         self._mask: torch.Tensor | None = None  # [B, N] bool: tokens to route; None = all
         self._records: list[Any] | None = None  # where RouterRecords go (a TowerContext.aux list)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from mmengine import dist
 from torch import nn
 
-from clipadapt.models import CLIP, TowerContext
+from clipadapt.models import CLIP, TextOutput, TowerContext
 from clipadapt.plugins import Plugin, PluginCompatibilityError
 from clipadapt.registry import PLUGINS
 
@@ -83,8 +84,11 @@ class MoEUpcycle(Plugin):
     fine-tuning stage (:func:`clipadapt_plugins.moe.load_stage_experts`, ``tools/dmu.py``).
 
     Text tokens after each text's end-of-text token are not routed and do not count in the
-    balancing loss. ``losses`` adds ``balance_weight * (L_bal(vision) + L_bal(text))`` as
-    ``loss_moe_balance`` (:func:`load_balancing_loss`, tokens of all MoE layers of a tower pooled).
+    balancing loss (the original routes them and counts them). ``losses`` adds ``loss_moe_balance``
+    = ``balance_weight * sum_tower balance_tower_weights[tower] * L_bal(tower)``, each term divided by
+    the world size when ``balance_world_size_scaling`` (:func:`load_balancing_loss`, tokens of all MoE
+    layers of one tower output pooled). The defaults are the original's ``train_moe.py``:
+    ``0.01 * (L_image + L_text / 2)``, each ``L`` divided by the world size.
 
     Args:
         num_experts: Experts per MoE layer (>= 2; 4 in the paper).
@@ -93,6 +97,11 @@ class MoEUpcycle(Plugin):
             last 24 blocks: all of ViT-L/14), an int n = the last n, a list = those indices.
         text_layers: The same for the text tower.
         balance_weight: Weight of the load-balancing loss (0.01 in the paper); 0 disables it.
+        balance_tower_weights: Weight of each tower's term inside it (the original: vision 1, text 1/2).
+        balance_world_size_scaling: Divide each term by the world size, as the original does (with DDP's
+            gradient averaging the balance gradient then shrinks as GPUs are added); False keeps the
+            effective weight the same at any world size.
+        expert_dropout: Dropout after each expert's activation while training (the original: 0.1).
         trainable: What trains: ``'router'`` (the routers only: DMU's last stage), ``'experts'``, or
             ``'all'`` (routers and experts: sparse upcycling trained end to end).
     """
@@ -108,6 +117,9 @@ class MoEUpcycle(Plugin):
         text_layers: LayerSpec = None,
         balance_weight: float = 0.01,
         trainable: str = "router",
+        balance_tower_weights: dict[str, float] | None = None,
+        balance_world_size_scaling: bool = True,
+        expert_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if num_experts < 2:
@@ -118,6 +130,14 @@ class MoEUpcycle(Plugin):
             raise ValueError(f"MoEUpcycle balance_weight must be >= 0, got {balance_weight}")
         if trainable not in TRAINABLE_CHOICES:
             raise ValueError(f"MoEUpcycle trainable must be one of {TRAINABLE_CHOICES}, got {trainable!r}")
+        tower_weights = {"vision": 1.0, "text": 0.5, **(balance_tower_weights or {})}
+        if set(tower_weights) != set(TOWERS) or min(tower_weights.values()) < 0:
+            raise ValueError(f"MoEUpcycle balance_tower_weights: >= 0 weights of {sorted(TOWERS)}, got {tower_weights}")
+        if not 0 <= expert_dropout < 1:
+            raise ValueError(f"MoEUpcycle expert_dropout must be in [0, 1), got {expert_dropout}")
+        self.balance_tower_weights = tower_weights
+        self.balance_world_size_scaling = balance_world_size_scaling
+        self.expert_dropout = expert_dropout
         self.num_experts, self.top_k = num_experts, top_k
         self.vision_layers, self.text_layers = vision_layers, text_layers
         self.balance_weight, self.trainable = balance_weight, trainable
@@ -137,7 +157,8 @@ class MoEUpcycle(Plugin):
                         f"MoEUpcycle cannot upcycle {name!r}: plugin {clip.changed_modules[name]!r} already replaced it"
                     )
                 mlp = clip.get_submodule(name)
-                layer = SparseMoE(mlp, width, self.num_experts, self.top_k).to(clip.logit_scale.device)
+                layer = SparseMoE(mlp, width, self.num_experts, self.top_k, self.expert_dropout)
+                layer = layer.to(clip.logit_scale.device)
                 layer.experts.requires_grad_(self.trainable in ("experts", "all"))
                 layer.gate.requires_grad_(self.trainable in ("router", "all"))
                 self.replace_module(clip, name, layer)  # raises if another plugin replaced it already
@@ -167,12 +188,15 @@ class MoEUpcycle(Plugin):
         if self.balance_weight == 0:
             return {}
         terms = []
+        scale = 1.0 / dist.get_world_size() if self.balance_world_size_scaling else 1.0
         for value in outputs.values():
             records: list[RouterRecord] = (getattr(value, "aux", None) or {}).get(ROUTER_AUX_KEY) or []
             if records:
                 logits = torch.cat([r.logits for r in records])
                 indices = torch.cat([r.indices for r in records])
-                terms.append(load_balancing_loss(logits, self.top_k, indices))
+                tower = "text" if isinstance(value, TextOutput) else "vision"
+                weight = self.balance_tower_weights[tower] * scale
+                terms.append(weight * load_balancing_loss(logits, self.top_k, indices))
         return {"loss_moe_balance": self.balance_weight * sum(terms)} if terms else {}
 
 

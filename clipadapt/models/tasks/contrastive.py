@@ -90,7 +90,8 @@ class ImageTextContrastive(ClipTask):
 
     The loss is the symmetric InfoNCE of the batch gathered across ranks (every rank computes the
     full ``N x N`` logits; gradients flow through its own features). The learnable ``logit_scale`` is
-    clamped to ``log(max_logit_scale)`` before each training step, as open_clip does after each step.
+    clamped to ``log(max_logit_scale)`` before each training step, as open_clip does after each step
+    (``max_logit_scale=None``: never clamped, as Long-CLIP and CLIP-MoE train).
     With long captions in the batch (``data_samples['long_caption']``) a second InfoNCE on them is
     added with weight ``long_caption_weight``; they are tokenised at the model's context length
     (truncated at 77 tokens unless a plugin stretches it). With ``contrastive_loss=False`` the task adds
@@ -109,7 +110,8 @@ class ImageTextContrastive(ClipTask):
         long_caption_weight: Weight of the long-caption loss; 0 ignores long captions (unless
             ``contrastive_loss=False``: plugins then get the long-caption features).
         contrastive_loss: Add the InfoNCE terms; False leaves the objective to the plugins' losses.
-        max_logit_scale: Upper bound of ``logit_scale.exp()`` (open_clip: 100).
+        max_logit_scale: Upper bound of ``logit_scale.exp()`` (open_clip: 100); None: no clamp.
+        label_smoothing: Of the InfoNCE cross-entropies (CLIP-MoE: 0.1; open_clip: 0).
         data_preprocessor: See :class:`ClipTask`.
         grad_checkpointing: See :class:`ClipTask`.
         init_cfg: See :class:`ClipTask`.
@@ -122,7 +124,8 @@ class ImageTextContrastive(ClipTask):
         plugins: Sequence[dict[str, Any]] | None = None,
         long_caption_weight: float = 1.0,
         contrastive_loss: bool = True,
-        max_logit_scale: float = 100.0,
+        max_logit_scale: float | None = 100.0,
+        label_smoothing: float = 0.0,
         data_preprocessor: dict[str, Any] | nn.Module | None = None,
         grad_checkpointing: bool = False,
         init_cfg: dict[str, Any] | None = None,
@@ -130,9 +133,12 @@ class ImageTextContrastive(ClipTask):
         super().__init__(model_name, pretrained, plugins, data_preprocessor, grad_checkpointing, init_cfg)
         if long_caption_weight < 0:
             raise ValueError(f"long_caption_weight must be >= 0, got {long_caption_weight}")
-        if max_logit_scale <= 1:
-            raise ValueError(f"max_logit_scale must be > 1, got {max_logit_scale}")
+        if max_logit_scale is not None and max_logit_scale <= 1:
+            raise ValueError(f"max_logit_scale must be > 1 or None, got {max_logit_scale}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.long_caption_weight = long_caption_weight
+        self.label_smoothing = label_smoothing
         self.contrastive_loss = contrastive_loss
         self.max_logit_scale = max_logit_scale
 
@@ -155,7 +161,7 @@ class ImageTextContrastive(ClipTask):
             raise ValueError(f"{inputs.shape[0]} images but {len(captions)} captions")
         use_long = self.long_caption_weight > 0 or not self.contrastive_loss
         long_captions = self._captions(data_samples, "long_caption") if use_long else None
-        if mode == "loss" and self.training:
+        if mode == "loss" and self.training and self.max_logit_scale is not None:
             with torch.no_grad():
                 self.clip.logit_scale.clamp_(0, math.log(self.max_logit_scale))
 
@@ -177,9 +183,13 @@ class ImageTextContrastive(ClipTask):
         losses = {}
         if self.contrastive_loss:
             all_images = gather_features(image_features)
-            losses["loss_contrastive"] = clip_loss(all_images, gather_features(text_features), logit_scale)
+            smoothing = self.label_smoothing
+            text_loss = clip_loss(all_images, gather_features(text_features), logit_scale, label_smoothing=smoothing)
+            losses["loss_contrastive"] = text_loss
             if long_features is not None:
-                long_loss = clip_loss(all_images, gather_features(long_features), logit_scale)
+                long_loss = clip_loss(
+                    all_images, gather_features(long_features), logit_scale, label_smoothing=smoothing
+                )
                 losses["loss_long"] = self.long_caption_weight * long_loss
         outputs = dict(
             task="contrastive",
