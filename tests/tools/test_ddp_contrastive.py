@@ -18,6 +18,7 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from tests.helpers import checkpoint_state, initial_state, train_single_and_ddp
+from tests.numerics import assert_same_training, longest_sum
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP_CONFIG = ROOT / "configs" / "clip" / "clip_tiny-vit_1xb64_synthetic.py"
@@ -67,5 +68,6 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     start = initial_state(tmp_path / "single.py")
     moved = [k for k in single if not torch.equal(single[k], start[k])]
     assert len(moved) > len(single) // 2, "most weights must train for the comparison to mean something"
-    for key in single:
-        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    # 3 SGD steps at a global batch of 8; the runs differ only in the order of their float sums.
+    worst = assert_same_training(ddp, single, start, steps=3, terms=longest_sum("tiny-vit", batch=8))
+    print(f"largest DDP - single difference: {worst:.3f} of the reordering tolerance")

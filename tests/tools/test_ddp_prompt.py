@@ -16,6 +16,7 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from tests.helpers import checkpoint_state, initial_state, train_single_and_ddp
+from tests.numerics import assert_same_training, longest_sum
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPLE = ROOT / "configs" / "maple" / "maple_tiny-vit_1xb4_synthetic-warm-b2n.py"
@@ -61,4 +62,29 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
     start = initial_state(tmp_path / "single.py")
     for key in single:
         assert not torch.allclose(single[key], start[key]), f"{key} did not train"  # the comparison means something
-        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+    # 8 SGD steps at a global batch of 4; the runs differ only in the order of their float sums.
+    worst = assert_same_training(ddp, single, start, steps=8, terms=longest_sum("tiny-vit", batch=4))
+    print(f"largest DDP - single difference: {worst:.3f} of the reordering tolerance")
+
+
+def test_the_tolerance_tells_float_reordering_from_a_ddp_bug():
+    """8 SGD steps of least squares in float32: one batch of 4 against two halves whose gradients are
+    averaged (what DDP does) passes; two halves whose gradients are summed (a missing 1 / world_size) fails."""
+    torch.manual_seed(0)
+    x, y, start = torch.randn(4, 768), torch.randn(4), {"w": torch.zeros(768)}
+
+    def train(split: bool, average: bool = True) -> dict[str, torch.Tensor]:
+        w = start["w"].clone()
+        for _ in range(8):
+            if split:
+                halves = [x[i : i + 2].T @ (x[i : i + 2] @ w - y[i : i + 2]) / 2 for i in (0, 2)]
+                grad = (halves[0] + halves[1]) / (2 if average else 1)
+            else:
+                grad = x.T @ (x @ w - y) / 4
+            w = w - 1e-3 * grad
+        return {"w": w}
+
+    single = train(split=False)
+    assert_same_training(train(split=True), single, start, steps=8, terms=768)
+    with pytest.raises(AssertionError, match="more than float reordering explains"):
+        assert_same_training(train(split=True, average=False), single, start, steps=8, terms=768)
