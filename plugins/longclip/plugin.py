@@ -28,8 +28,9 @@ ON_INVALID = ("error", "skip")
 
 
 def first_sentence(caption: str) -> str:
-    """Long-CLIP's short caption: the long one up to its first ``". "`` (``train/sharegpt4v.py``)."""
-    return caption.split(". ")[0]
+    """Long-CLIP's short caption (``train/sharegpt4v.py``): newlines become spaces, then the caption up to
+    its first ``". "``."""
+    return caption.replace("\n", " ").split(". ")[0]
 
 
 @PLUGINS.register_module()
@@ -54,11 +55,18 @@ class LongCLIP(Plugin):
         keep: Leading positions kept unchanged and frozen (Long-CLIP: 20).
         ratio: Stretch of the positions from ``keep`` on (Long-CLIP: 4).
         context_length: Positions after stretching; default ``keep + ratio * (S - keep)`` (248 from 77).
-        trainable: Base parameters that train besides the stretched positions (which always do): a
+        trainable: Base parameters that train besides the stretched positions (see train_positions): a
             group of :data:`clipadapt.plugins.finetune.TRAINABLE_GROUPS` (``'all'``, as the original;
             ``'text'``; ``'vision'``; ``'none'``) or a list of parameter-name prefixes.
-        logit_scale: Reset the logit scale to this value (the original: 100, i.e. ``ln 100``); None
-            keeps the base model's.
+        logit_scale: Reset the logit scale to this value (100: its log is ``ln 100 = 4.60517``); None
+            keeps the base model's. The task's ``max_logit_scale`` decides whether it is clamped
+            (Long-CLIP never clamps: ``max_logit_scale=None``).
+        log_logit_scale: Reset the *log* of the logit scale to this value instead (the original sets
+            4.6052, its rounded ``ln 100``); give one of ``logit_scale`` and ``log_logit_scale``.
+        train_positions: The stretched positions from ``keep`` on train (Long-CLIP); False freezes
+            them (CLIP-MoE reads 248 tokens with the stretch frozen).
+        pcm: Add the primary-component-matching objective (``losses``); False leaves the objective to
+            the task (the stretch alone, as CLIP-MoE composes it).
         pcm_components: Principal components of the short-caption term (Long-CLIP: 32).
         label_smoothing: Of both cross-entropies (Long-CLIP: 0.1).
         long_weight: Weight of the long-caption term.
@@ -86,8 +94,13 @@ class LongCLIP(Plugin):
         short_weight: float = 1.0,
         short_caption: str = "given",
         on_invalid_batch: str = "error",
+        log_logit_scale: float | None = None,
+        train_positions: bool = True,
+        pcm: bool = True,
     ) -> None:
         super().__init__()
+        if logit_scale is not None and log_logit_scale is not None:
+            raise ValueError("LongCLIP: give logit_scale or log_logit_scale, not both (set logit_scale=None)")
         if keep < 0:
             raise ValueError(f"LongCLIP keep must be >= 0, got {keep}")
         if ratio < 1:
@@ -115,6 +128,8 @@ class LongCLIP(Plugin):
         self.short_weight = short_weight
         self.short_caption = short_caption
         self.on_invalid_batch = on_invalid_batch
+        self.log_logit_scale = log_logit_scale
+        self.train_positions, self.pcm = train_positions, pcm
         self.source_length = 0  # positions before stretching, set at attach
         self.skipped_batches = 0
         self._tokenizer: SimpleTokenizer | None = None
@@ -140,21 +155,22 @@ class LongCLIP(Plugin):
         stretched = stretch_positions(base, self.keep, self.ratio, length)  # [N, D]
         unfreeze_base(clip, self.trainable, "LongCLIP")
         # One [N, D] table as the text tower reads it: frozen rows [:keep] and trainable rows [keep:].
-        text.positional_embedding = nn.Parameter(stretched, requires_grad=True)
+        text.positional_embedding = nn.Parameter(stretched, requires_grad=self.train_positions)
         parametrize.register_parametrization(
             text, "positional_embedding", FrozenPrefix(stretched[: self.keep]), unsafe=True
         )
         text.context_length = length
-        if self.logit_scale is not None:
+        if self.logit_scale is not None or self.log_logit_scale is not None:
+            value = math.log(self.logit_scale) if self.logit_scale is not None else self.log_logit_scale
             with torch.no_grad():
-                clip.logit_scale.fill_(math.log(self.logit_scale))
+                clip.logit_scale.fill_(value)
         self.source_length = source
         self.context_length = length
 
     # ------------------------------------------------------------------------------------ losses
     def losses(self, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Primary component matching on an :class:`ImageTextContrastive` step; nothing for other tasks."""
-        if outputs.get("task") != "contrastive":
+        if outputs.get("task") != "contrastive" or not self.pcm:
             return {}  # e.g. zero-shot classification with the stretched model: positions only
         if outputs.get("contrastive_loss", True):
             raise ValueError(
