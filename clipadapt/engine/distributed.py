@@ -7,6 +7,8 @@
   a CPU module; this wrapper drops it for CPU modules.
 
 ``tools/train.py`` and ``tools/test.py`` use both when launched with ``--launcher pytorch`` on CPU.
+:func:`use_cpu_ddp` also selects the sharded runner when the config asks for sharding
+(:mod:`clipadapt.engine.sharding`), on CPU and GPU alike.
 """
 
 from __future__ import annotations
@@ -42,8 +44,15 @@ def init_cpu_process_group(launcher: str) -> bool:
 
 
 def use_cpu_ddp(cfg: Any) -> None:
-    """Prepare ``cfg`` for DDP on CPU: gloo process group, CPU-friendly model wrapper."""
-    if cfg.get("launcher", "none") == "none" or torch.cuda.is_available():
+    """Prepare ``cfg`` for distributed training: the sharded runner if its wrapper is configured
+    (:func:`clipadapt.engine.sharding.use_sharding`); on CPU, the gloo process group and a CPU-friendly
+    DDP wrapper."""
+    from .sharding import use_sharding
+
+    if cfg.get("launcher", "none") == "none":
+        return
+    use_sharding(cfg)
+    if torch.cuda.is_available():
         return
     init_cpu_process_group(cfg.launcher)
     cfg.env_cfg = dict(cfg.get("env_cfg") or {}, dist_cfg=dict(backend="gloo"))
