@@ -1,34 +1,56 @@
 # Every target bootstraps .venv itself: a fresh clone needs only python3 (>= 3.10) and make.
+# Each target installs only what it needs, and each part has its own stamp, so the stamps stay true
+# whichever target runs first:
+#   core   clipadapt and its runtime dependencies   quickstart, bench (and under every other one)
+#   dev    pytest, pytest-xdist, ruff                test, lint
+#   docs   mkdocs and its plugins                    docs, test (tests/docs builds the site)
+#   mmdet  MMDetection 3.3.0 + mmcv 2.1.0            test, mmdet (detection configs need it)
+# pip's output goes to .venv/install.log; a failed step prints the end of that log and its path.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+CORE := $(VENV)/.stamp-core
+DEV := $(VENV)/.stamp-dev
+DOCS := $(VENV)/.stamp-docs
+MMDET := $(VENV)/.stamp-mmdet
 
-.PHONY: quickstart test bench lint docs clean-venv
+.PHONY: quickstart test bench lint docs mmdet clean-venv
 
-# tools/install_mmdet.py adds the [mmdet] extra: it builds mmcv 2.1.0's wheel on the first run (about
-# 15 minutes on two cores), caches it under ~/.cache/clipadapt/wheels and reuses it from then on.
-$(STAMP): setup.cfg pyproject.toml tools/install_mmdet.py
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[dev,docs]"
-	$(PY) tools/install_mmdet.py
-	@touch $(STAMP)
+$(CORE): setup.cfg pyproject.toml tools/bootstrap.py
+	@test -x $(PY) || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@$(PY) tools/bootstrap.py core
+	@touch $@
 
-quickstart: $(STAMP)
+$(DEV): $(CORE)
+	@$(PY) tools/bootstrap.py dev
+	@touch $@
+
+$(DOCS): $(CORE)
+	@$(PY) tools/bootstrap.py docs
+	@touch $@
+
+# The first run builds mmcv 2.1.0's wheel (no wheel exists for torch 2.14; 15 to 50 minutes on two cores,
+# elapsed time shown), caches it under ~/.cache/clipadapt/wheels and reuses it from then on.
+$(MMDET): $(CORE) tools/install_mmdet.py
+	@$(PY) tools/install_mmdet.py
+	@touch $@
+
+quickstart: $(CORE)
 	$(PY) tools/quickstart.py
 
-test: $(STAMP)
+test: $(DEV) $(DOCS) $(MMDET)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP)
+bench: $(CORE)
 	$(PY) tools/benchmark.py
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check clipadapt plugins tools tests examples
 
-docs: $(STAMP)
+docs: $(DOCS)
 	$(VENV)/bin/mkdocs build --strict
+
+mmdet: $(MMDET)
 
 clean-venv:
 	rm -rf $(VENV)

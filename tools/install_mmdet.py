@@ -16,15 +16,20 @@ build stops at ``#error C++20 or later compatible compiler is required`` because
 The build runs without build isolation against the installed torch, so it needs
 ``setuptools<81`` (mmcv's ``setup.py`` imports ``pkg_resources``), ``wheel`` and ``ninja``;
 the script installs them first. Run it with the interpreter of the environment to
-install into::
+install into (``make mmdet`` does; ``make test`` too)::
 
     .venv/bin/python tools/install_mmdet.py            # build once, then install
     .venv/bin/python tools/install_mmdet.py --check    # exit 0 if mmcv ops and mmdet import
+
+The terminal gets one line per step and, during the build, a line every 30 seconds with the elapsed
+time and ninja's count of compiled files; pip's and the compiler's output go to the log
+(``<venv>/install.log``, or ``--log``), whose end is printed when a step fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -33,6 +38,22 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from types import ModuleType
+
+
+def _load_bootstrap() -> ModuleType:
+    """tools/bootstrap.py (its logged steps), found beside this file however this file was loaded."""
+    name = "clipadapt_tools_bootstrap"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name("bootstrap.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+default_log, ninja_progress, run_logged = (
+    getattr(_load_bootstrap(), n) for n in ("default_log", "ninja_progress", "run_logged")
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MMCV = "2.1.0"
@@ -54,10 +75,8 @@ def wheel_dir() -> Path:
     return cache_root() / "wheels" / f"torch-{torch_version}-{tag}"
 
 
-def pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", *args]
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+def pip(what: str, log: Path, *args: str) -> None:
+    run_logged([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"], what, log)
 
 
 def installed() -> bool:
@@ -82,13 +101,14 @@ def patch_cxx_standard(setup_py: Path) -> int:
     return count
 
 
-def build_wheel(dest: Path, jobs: int) -> Path:
-    pip("install", "-q", *BUILD_REQUIREMENTS)
+def build_wheel(dest: Path, jobs: int, log: Path) -> Path:
+    pip("mmcv's build requirements (setuptools<81, wheel, ninja)", log, "install", *BUILD_REQUIREMENTS)
     with tempfile.TemporaryDirectory(prefix="mmcv-build-") as tmp:
         tmp = Path(tmp)
         pip(
+            f"downloading the mmcv {MMCV} source",
+            log,
             "download",
-            "-q",
             "--no-deps",
             "--no-build-isolation",
             "--no-binary",
@@ -101,12 +121,24 @@ def build_wheel(dest: Path, jobs: int) -> Path:
         with tarfile.open(sdist) as tar:
             tar.extractall(tmp, filter="data")
         src = tmp / f"mmcv-{MMCV}"
-        print(f"patched {patch_cxx_standard(src / 'setup.py')} C++ standard flag(s) to C++20")
+        patch_cxx_standard(src / "setup.py")
         env = dict(os.environ, MMCV_WITH_OPS="1", MAX_JOBS=str(jobs), FORCE_CUDA="0")
         out = tmp / "dist"
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(out), str(src)]
-        print("+", " ".join(cmd), f"(MAX_JOBS={jobs}; about 17 minutes on two cores)", flush=True)
-        subprocess.run(cmd, check=True, env=env)
+        # -v: the build's ninja lines ("[12/130] c++ ...") reach the log, and the ticker counts them.
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-build-isolation",
+            "--no-deps",
+            "-w",
+            str(out),
+            str(src),
+        ]
+        what = f"building mmcv {MMCV} with its CPU ops ({jobs} jobs; 15 to 50 minutes on two cores, once)"
+        run_logged(cmd, what, log, env=env, progress=ninja_progress)
         (built,) = out.glob("mmcv-*.whl")
         dest.mkdir(parents=True, exist_ok=True)
         partial = dest / (built.name + ".partial")
@@ -124,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile jobs for the mmcv build"
     )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="pip's and the build's output (default: <venv>/install.log)"
+    )
     args = parser.parse_args(argv)
+    log = args.log or default_log()
     if installed():
         print(f"mmcv {MMCV} (with ops) and mmdet {MMDET} are installed")
         return 0
@@ -137,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"using the cached mmcv wheel {wheels[-1]}")
         wheel = wheels[-1]
     else:
-        print(f"no cached mmcv {MMCV} wheel in {dest}: building one from source")
-        wheel = build_wheel(dest, args.jobs)
+        print(f"no cached mmcv {MMCV} wheel in {dest}: building one from source (output: {log})")
+        wheel = build_wheel(dest, args.jobs, log)
     # The extra pins mmdet, mmcv and setuptools<81 (mmengine's package_utils, used by ``mmdet::``
     # config scopes, imports pkg_resources at run time).
-    pip("install", "-q", "--find-links", str(wheel.parent), "-e", f"{ROOT}[mmdet]")
+    pip(f"MMDetection {MMDET} and mmcv {MMCV} (the [mmdet] extra)", log, "install", "--find-links", str(wheel.parent),
+        "-e", f"{ROOT}[mmdet]")  # fmt: skip
     if not installed():
         raise RuntimeError(
             f"installed {wheel.name} and mmdet {MMDET}, but `from mmcv.ops "

@@ -62,11 +62,15 @@ def prepare_run(cfg: Config, config_path: str) -> Config:
     from .distributed import use_cpu_ddp
     from .prepare import prepare_config
     from .reliability import use_reliable_checkpoints
+    from .requirements import MissingPackagesError, check_installed
 
     try:
+        check_installed(cfg, config_path)  # a detection config without MMDetection: one line naming `make mmdet`
         prepare_config(cfg)
     except ConfigKeyError as err:
         sys.exit(f"error in config {config_path}: {err}")
+    except MissingPackagesError as err:
+        sys.exit(str(err))
     use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
     use_reliable_checkpoints(cfg)  # a kill never leaves a broken latest checkpoint; resumes are bit-identical
     return cfg

@@ -1,4 +1,5 @@
-"""tools/install_mmdet.py: the C++20 patch of mmcv's setup.py, the wheel cache, and the installed result."""
+"""tools/install_mmdet.py and tools/bootstrap.py: the C++20 patch of mmcv's setup.py, the wheel cache, steps
+that show their elapsed time and keep pip's output in a log, and the installed result."""
 
 from __future__ import annotations
 
@@ -37,6 +38,41 @@ def test_wheels_are_cached_per_torch_and_python(monkeypatch, tmp_path):
     folder = tool.wheel_dir()
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     assert folder == tmp_path / "wheels" / f"torch-{torch.__version__.split('+')[0]}-{tag}"
+
+
+def test_a_step_prints_a_few_lines_and_keeps_its_output_in_the_log(tmp_path, capsys):
+    bootstrap = load_tool("bootstrap")
+    log = tmp_path / "install.log"
+    noisy = [sys.executable, "-c", "import time; print('Collecting torch'); time.sleep(0.5)"]
+    bootstrap.run_logged(noisy, "installing the core", log, every=0.1)
+    out = capsys.readouterr().out
+    assert out.startswith("==> installing the core\n") and "    ... 0 s" in out and "    done in " in out
+    assert "Collecting torch" not in out and "Collecting torch" in log.read_text()
+
+
+def test_a_failed_step_names_the_log_and_shows_its_end(tmp_path):
+    bootstrap = load_tool("bootstrap")
+    log = tmp_path / "install.log"
+    failing = [
+        sys.executable,
+        "-c",
+        "import sys; print('ERROR: No matching distribution found for torch==9'); sys.exit(1)",
+    ]
+    with pytest.raises(SystemExit) as raised:
+        bootstrap.run_logged(failing, "installing the core", log)
+    message = str(raised.value)
+    assert "failed after" in message and "(exit 1): installing the core" in message
+    assert "No matching distribution found for torch==9" in message and message.endswith(f"full log: {log}")
+
+
+def test_the_build_ticker_counts_ninja_steps(tmp_path):
+    bootstrap = load_tool("bootstrap")
+    log = tmp_path / "install.log"
+    assert bootstrap.ninja_progress(log) == ""  # no log yet
+    log.write_bytes(b"running build_ext\n  [1/130] c++ -c a.cpp\n  [12/130] c++ -c b.cpp\n")
+    assert bootstrap.ninja_progress(log) == "compiled 12/130"
+    assert bootstrap.ninja_progress(log, offset=log.stat().st_size) == ""  # an earlier step's lines do not count
+    assert bootstrap.duration(42) == "42 s" and bootstrap.duration(185) == "3 min 05 s"
 
 
 def test_mmcv_with_compiled_ops_and_mmdet_are_installed():
