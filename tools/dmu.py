@@ -53,7 +53,18 @@ from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import prepare_run
 from clipadapt.fileio import atomic_write
 
-DMU_KEYS = {"image_clusters", "text_clusters", "mlp_stage", "embed_batch_size", "kmeans_batch_size", "seed"}
+DMU_KEYS = {
+    "image_clusters",
+    "text_clusters",
+    "mlp_stage",
+    "embed_batch_size",
+    "kmeans_batch_size",
+    "kmeans_max_iter",
+    "kmeans_tol",
+    "kmeans_n_init",
+    "cluster_sampler",
+    "seed",
+}
 SCHEDULE_KEYS = ("optim_wrapper", "param_scheduler", "train_cfg")
 SPLITS = ("test", "val")
 EVAL_STEPS = ("compare_base", "compare_dense_eval", "compare_upcycle_eval", "eval")  # the table's rows, in order
@@ -250,6 +261,9 @@ class DMUPipeline:
             text_clusters=int(self.dmu.get("text_clusters", 3)),
             seed=int(self.dmu.get("seed", 0)),
             batch_size=int(self.dmu.get("kmeans_batch_size", 1024)),
+            max_iter=int(self.dmu.get("kmeans_max_iter", 100)),
+            tol=float(self.dmu.get("kmeans_tol", 0.0)),
+            n_init=self.dmu.get("kmeans_n_init", 3),
         )
         path = self.work_dir / step / "labels.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +292,8 @@ class DMUPipeline:
             cfg.train_cfg.max_iters = max_iters
         cfg.param_scheduler = stretch_schedulers(schedule, max_iters)
         if labels is not None:
-            cfg.train_dataloader.batch_sampler = dict(type="ClusterBatchSampler", labels=str(labels))
+            sampler = dict(self.dmu.get("cluster_sampler") or {})  # remainder / order (default: the original's)
+            cfg.train_dataloader.batch_sampler = dict(type="ClusterBatchSampler", labels=str(labels), **sampler)
         for phase in ("val", "test"):  # evaluation is this tool's own, after training
             cfg[f"{phase}_dataloader"] = cfg[f"{phase}_cfg"] = cfg[f"{phase}_evaluator"] = None
         cfg.work_dir = str(self.work_dir / step)

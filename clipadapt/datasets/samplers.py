@@ -30,16 +30,28 @@ def load_labels(labels: str | os.PathLike[str] | Sequence[int] | np.ndarray) -> 
     return array.astype(np.int64)
 
 
+REMAINDERS = ("drop", "pool")
+ORDERS = ("round_robin", "shuffle")
+
+
 @DATA_SAMPLERS.register_module()
 class ClusterBatchSampler(Sampler[list[int]]):
     """Every global batch is drawn from one cluster, so its in-batch negatives are hard ones.
 
     CLIP-MoE's multistage contrastive learning (``MCL_batch_sampler_DDP``): each global batch (all
     ranks together) holds samples of one pseudo-label. Each epoch, every cluster is shuffled and cut
-    into full global batches; what is left of each cluster (fewer than a global batch) is pooled in
-    label order and cut again, so those batches are full too and mix neighbouring labels (with DMU's
-    hierarchical labels, ``parent * 9 + child``, neighbours share their parent cluster). The batch order
-    is shuffled; every sample appears once per epoch. Each rank takes its slice of every global batch.
+    into full global batches. The defaults are the original's rules:
+
+    - ``remainder='drop'``: what is left of each cluster (fewer than a global batch) is dropped, and
+      so is every cluster smaller than a global batch;
+    - ``order='round_robin'``: clusters take turns in ascending label order, one batch each, skipping
+      the clusters that have run out.
+
+    ``remainder='pool'`` instead pools the leftovers in label order and cuts them again (full batches
+    that mix neighbouring labels; with DMU's hierarchical labels, ``parent * 9 + child``, neighbours
+    share their parent cluster), so every sample appears once per epoch: small data sets, whose
+    clusters are mostly smaller than a batch, need it. ``order='shuffle'`` serves the batches in a
+    random order. Each rank takes its slice of every global batch.
 
     Use as the ``batch_sampler`` of a data loader config (MMEngine passes ``sampler`` and
     ``batch_size``)::
@@ -53,7 +65,9 @@ class ClusterBatchSampler(Sampler[list[int]]):
         batch_size: Samples per rank and batch.
         labels: One integer label per data set index: a ``.npy`` / ``.txt`` file or a sequence.
         seed: Shuffling seed; None = the sampler's seed (or 0).
-        drop_last: Drop the last pooled batch when it is not full.
+        drop_last: With ``remainder='pool'``, drop the last pooled batch when it is not full.
+        remainder: ``'drop'`` (the original) or ``'pool'``.
+        order: ``'round_robin'`` (the original) or ``'shuffle'``.
     """
 
     def __init__(
@@ -63,9 +77,15 @@ class ClusterBatchSampler(Sampler[list[int]]):
         labels: str | os.PathLike[str] | Sequence[int],
         seed: int | None = None,
         drop_last: bool = False,
+        remainder: str = "drop",
+        order: str = "round_robin",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"ClusterBatchSampler batch_size must be >= 1, got {batch_size}")
+        if remainder not in REMAINDERS:
+            raise ValueError(f"ClusterBatchSampler remainder must be one of {REMAINDERS}, got {remainder!r}")
+        if order not in ORDERS:
+            raise ValueError(f"ClusterBatchSampler order must be one of {ORDERS}, got {order!r}")
         self.sampler = sampler
         self.batch_size = batch_size
         self.labels = load_labels(labels)
@@ -78,8 +98,15 @@ class ClusterBatchSampler(Sampler[list[int]]):
             )
         self.seed = int(seed if seed is not None else getattr(sampler, "seed", 0) or 0)
         self.drop_last = drop_last
+        self.remainder, self.order = remainder, order
         self.rank, self.world_size = get_dist_info()
         self._epoch = 0
+        if len(self) == 0:
+            raise ValueError(
+                f"ClusterBatchSampler: no cluster holds a global batch of {batch_size * self.world_size} samples "
+                f"(largest cluster: {int(np.unique(self.labels, return_counts=True)[1].max(initial=0))}); "
+                "use remainder='pool', a smaller batch or fewer clusters"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch = epoch
@@ -92,17 +119,25 @@ class ClusterBatchSampler(Sampler[list[int]]):
         """The global batches (index arrays) of ``epoch``, in the order they are served."""
         rng = np.random.default_rng([self.seed, epoch])
         size = self.batch_size * self.world_size
-        batches, rest = [], []
-        for label in np.unique(self.labels):  # ascending: pooled leftovers keep neighbouring labels together
+        per_cluster, rest = [], []
+        for label in np.unique(self.labels):  # ascending label order
             members = rng.permutation(np.flatnonzero(self.labels == label))
             full = len(members) // size * size
-            batches += np.split(members[:full], full // size) if full else []
+            per_cluster.append(np.split(members[:full], full // size) if full else [])
             rest.append(members[full:])
-        pooled = np.concatenate(rest)
-        batches += [pooled[i : i + size] for i in range(0, len(pooled), size)]
-        if self.drop_last and batches and len(batches[-1]) < size:
-            batches = batches[:-1]
-        return [batches[i] for i in rng.permutation(len(batches))]
+        if self.order == "round_robin":  # one batch of each cluster in turn, skipping exhausted ones
+            rounds = max((len(b) for b in per_cluster), default=0)
+            batches = [b[r] for r in range(rounds) for b in per_cluster if r < len(b)]
+        else:
+            batches = [batch for b in per_cluster for batch in b]
+        if self.remainder == "pool":
+            pooled = np.concatenate(rest) if rest else np.zeros(0, dtype=np.int64)
+            batches += [pooled[i : i + size] for i in range(0, len(pooled), size)]
+            if self.drop_last and batches and len(batches[-1]) < size:
+                batches = batches[:-1]
+        if self.order == "shuffle":
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches(self.epoch):
@@ -112,6 +147,8 @@ class ClusterBatchSampler(Sampler[list[int]]):
         size = self.batch_size * self.world_size
         counts = np.unique(self.labels, return_counts=True)[1]
         full = int((counts // size).sum())
+        if self.remainder == "drop":
+            return full
         rest = int((counts % size).sum())
         pooled = rest // size if self.drop_last else -(-rest // size)
         return full + pooled

@@ -111,6 +111,9 @@ def refine_labels(
     text_clusters: int = 3,
     seed: int = 0,
     batch_size: int = 1024,
+    max_iter: int = 100,
+    tol: float = 0.0,
+    n_init: int | str = 3,
 ) -> np.ndarray:
     """One DMU re-clustering: ``previous * (I * T) + text_cluster * I + image_cluster``.
 
@@ -124,7 +127,10 @@ def refine_labels(
         image_clusters: I (3 in the paper).
         text_clusters: T (3 in the paper).
         seed: ``random_state`` of both k-means.
-        batch_size: Mini-batch size of k-means.
+        batch_size: Mini-batch size of k-means, capped at N (the original: 1e6, i.e. the whole set).
+        max_iter: Passes over the data (the original: 500; scikit-learn's default: 100).
+        tol: Early stop on the centres' change (the original: 1e-5; scikit-learn's default: 0.0).
+        n_init: Initialisations, or ``'auto'`` (the original; scikit-learn picks 3 for k-means++).
 
     Returns:
         Labels [N] (int64) in ``[0, (I*T)^(stage+1))``.
@@ -141,7 +147,10 @@ def refine_labels(
         raise ValueError(f"refine_labels: {n} samples cannot form {max(image_clusters, text_clusters)} clusters")
 
     def kmeans(features: np.ndarray, k: int) -> np.ndarray:
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=batch_size, n_init=3)
+        batch = min(int(batch_size), n)
+        model = MiniBatchKMeans(
+            n_clusters=k, random_state=seed, batch_size=batch, max_iter=max_iter, tol=tol, n_init=n_init
+        )
         return model.fit_predict(np.asarray(features, dtype=np.float32)).astype(np.int64)
 
     fine = kmeans(text_features, text_clusters) * image_clusters + kmeans(image_features, image_clusters)

@@ -1,4 +1,5 @@
-"""ClusterBatchSampler: one cluster per global batch, full batches, every sample once, DDP slices."""
+"""ClusterBatchSampler: the original's rules by default (remainders and small clusters dropped, clusters
+in turn), the pooled variant (every sample once), DDP slices."""
 
 from __future__ import annotations
 
@@ -23,8 +24,50 @@ class _Data:
 LABELS = np.array([0] * 20 + [1] * 9 + [2] * 3 + [5] * 8)  # 40 samples, uneven clusters
 
 
-def _sampler(batch_size: int = 8, **kwargs) -> ClusterBatchSampler:
-    return ClusterBatchSampler(DefaultSampler(_Data(len(LABELS)), seed=3), batch_size, LABELS, **kwargs)
+def _sampler(batch_size: int = 8, labels=LABELS, **kwargs) -> ClusterBatchSampler:
+    kwargs = dict(remainder="pool", order="shuffle") | kwargs
+    return ClusterBatchSampler(DefaultSampler(_Data(len(labels)), seed=3), batch_size, labels, **kwargs)
+
+
+def _original_order(labels: np.ndarray, batch_size: int, world_size: int) -> list[int]:
+    """The cluster of each batch that CLIP-MoE's ``MCL_batch_sampler_DDP`` serves, from its rules.
+
+    Each cluster keeps ``len // world // batch * batch * world`` samples (the rest, and clusters smaller
+    than a global batch, are dropped); batches are then taken from cluster 0, 1, ... in turn, a cluster
+    with nothing left being skipped, until every cluster is empty.
+    """
+    cluster_num = int(labels.max()) + 1
+    left = {c: int((labels == c).sum()) // world_size // batch_size * batch_size for c in range(cluster_num)}
+    order, modulo = [], 0
+    while any(left.values()):
+        if left[modulo] > 0:
+            left[modulo] -= batch_size  # one rank's batch (every rank does the same)
+            order.append(modulo)
+        modulo = (modulo + 1) % cluster_num
+    return order
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_the_original_rules_by_default(monkeypatch, world_size) -> None:
+    import clipadapt.datasets.samplers as module
+
+    labels = np.array([0] * 37 + [1] * 9 + [2] * 3 + [5] * 16 + [3] * 24)
+    for rank in range(world_size):
+        monkeypatch.setattr(module, "get_dist_info", lambda rank=rank: (rank, world_size))
+        sampler = ClusterBatchSampler(DefaultSampler(_Data(len(labels)), seed=3), 4, labels)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert all(len(b) == 4 and len(set(labels[b])) == 1 for b in batches)  # no mixed batch
+        assert [int(labels[b[0]]) for b in batches] == _original_order(labels, 4, world_size)
+        used = np.bincount(labels[[i for b in batches for i in b]], minlength=6)
+        size = 4 * world_size  # each cluster's remainder is dropped, as is cluster 2 (3 < a global batch)
+        expected = np.bincount(labels, minlength=6) // size * size // world_size
+        assert used.tolist() == expected.tolist()
+
+
+def test_no_cluster_holding_a_global_batch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no cluster holds a global batch of 32"):
+        ClusterBatchSampler(DefaultSampler(_Data(len(LABELS))), 32, LABELS)
 
 
 def test_full_batches_come_from_one_cluster_and_the_rest_is_pooled_in_label_order() -> None:
@@ -76,7 +119,7 @@ def test_labels_load_from_a_file_and_must_fit_the_data(tmp_path: Path) -> None:
         dict(type="ClusterBatchSampler", labels=str(path)),
         default_args=dict(sampler=DefaultSampler(_Data(40)), batch_size=8),
     )
-    assert len(list(built)) == 5
+    assert len(list(built)) == 4  # the original rules: 2 + 1 + 0 + 1 full batches, remainders dropped
     with pytest.raises(ValueError, match=r"labels.npy holds 40 labels but the data set has 41 samples"):
         ClusterBatchSampler(DefaultSampler(_Data(41)), 8, str(path))
     with pytest.raises(FileNotFoundError, match="cluster labels file not found"):

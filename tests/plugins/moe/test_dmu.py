@@ -91,3 +91,38 @@ def test_a_stage_of_a_model_without_pretrained_weights_is_refused(tiny_weights, 
     stage = clipadapt.save_adapter(model, tmp_path / "random.pt")
     with pytest.raises(StageMismatchError, match="no recorded pretrained base weights"):
         load_stage_experts(_moe(tiny_weights), [None, stage, None])
+
+
+def test_kmeans_settings_reach_minibatch_kmeans(monkeypatch) -> None:
+    import sklearn.cluster
+
+    seen = []
+    real = sklearn.cluster.MiniBatchKMeans
+
+    def recording(**kwargs):
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(sklearn.cluster, "MiniBatchKMeans", recording)
+    image, text = np.random.default_rng(0).standard_normal((2, 30, 4))
+    refine_labels(None, image, text, batch_size=1_000_000, max_iter=500, tol=1e-5, n_init="auto")
+    # the original's cluster.ipynb; a batch larger than the data is capped at its size
+    assert seen and all(
+        (s["batch_size"], s["max_iter"], s["tol"], s["n_init"]) == (30, 500, 1e-5, "auto") for s in seen
+    )
+
+
+def test_the_recipe_configs_cluster_as_the_original() -> None:
+    from mmengine.config import Config
+
+    root = Path(__file__).resolve().parents[3] / "configs" / "moe"
+    for name in ("clipmoe_vit-b-16_4x2_1xb100_sharegpt4v.py", "clipmoe_vit-l-14_4x2_1xb100_sharegpt4v.py"):
+        dmu = Config.fromfile(str(root / name)).dmu
+        assert (dmu.kmeans_batch_size, dmu.kmeans_max_iter, dmu.kmeans_tol, dmu.kmeans_n_init) == (
+            1_000_000,
+            500,
+            1e-5,
+            "auto",
+        )
+        assert dict(dmu.get("cluster_sampler") or {}).get("remainder", "drop") == "drop"
+        assert dict(dmu.get("cluster_sampler") or {}).get("order", "round_robin") == "round_robin"
