@@ -19,6 +19,7 @@ import torch
 from .factory import create_model
 from .fileio import atomic_write
 from .models.checkpoint import CheckpointMismatchError
+from .models.checkpoint_io import read_checkpoint
 from .models.clip import CLIP
 
 __all__ = ["adapter_metadata", "adapter_state_dict", "load_adapter", "read_adapter", "save_adapter"]
@@ -66,18 +67,14 @@ def read_adapter(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"adapter checkpoint not found: {path}")
+    blob = read_checkpoint(path)  # the one reader: weights_only=True, one-line errors naming the file
     if path.suffix == ".safetensors":
         from safetensors import safe_open
-        from safetensors.torch import load_file
 
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads((handle.metadata() or {}).get("clipadapt", "{}"))
-        state = load_file(str(path))
+        state = blob
     else:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read adapter {path} with weights_only=True: {err}") from err
         if not isinstance(blob, dict):
             raise ValueError(f"{path} is not a clipadapt adapter checkpoint")
         meta, state = {k: v for k, v in blob.items() if k != "state_dict"}, blob.get("state_dict", {})

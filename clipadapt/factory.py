@@ -16,6 +16,7 @@ from .models.checkpoint import (
     describe_mismatch,
     file_sha256,
     from_open_clip,
+    is_openai_checkpoint,
     load_checkpoint_file,
     to_open_clip,
 )
@@ -37,15 +38,48 @@ def _cached_sha256(path: Path) -> str:
     return _HASHES[key]
 
 
+def _quickgelu_name(name: str) -> str | None:
+    """The ``-quickgelu`` twin of a config name, when one exists."""
+    try:
+        load_model_config(f"{name}-quickgelu")
+    except (KeyError, ValueError, OSError):
+        return None
+    return f"{name}-quickgelu"
+
+
+def check_activation(model: CLIP, path: Path, state: dict[str, torch.Tensor]) -> None:
+    """OpenAI's weights were trained with QuickGELU: refuse them on a GELU config, naming the right one.
+
+    With the wrong activation every feature is quietly off, so this is an error, never a warning.
+
+    Raises:
+        CheckpointMismatchError: OpenAI weights (a TorchScript archive or OpenAI's state-dict layout)
+            for a config whose ``quick_gelu`` is false.
+    """
+    if model.cfg.quick_gelu or not is_openai_checkpoint(path, state):
+        return
+    name = model.cfg.name
+    twin = _quickgelu_name(name)
+    fix = f"use the config {twin!r}" if twin else 'set "quick_gelu": true in the model config'
+    raise CheckpointMismatchError(
+        f"{path} holds OpenAI weights, which were trained with QuickGELU, but model config {name!r} uses GELU "
+        f"(its features would be silently wrong); {fix}"
+    )
+
+
 def load_base_weights(model: CLIP, pretrained: str | os.PathLike[str]) -> None:
     """Load open_clip or OpenAI weights from a local file into the base CLIP, strictly.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointMismatchError: keys or shapes do not fit (each is named).
+        CheckpointReadError: the file is empty, truncated, malicious or of no supported format.
+        CheckpointMismatchError: keys or shapes do not fit (each is named), or OpenAI weights for a
+            GELU config (:func:`check_activation`).
     """
     path = Path(pretrained).expanduser().resolve()
-    state = from_open_clip(load_checkpoint_file(path))
+    raw = load_checkpoint_file(path)
+    check_activation(model, path, raw)
+    state = from_open_clip(raw)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("plugins.")}
     problem = describe_mismatch(own, state, str(path))
     if problem:

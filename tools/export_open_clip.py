@@ -34,6 +34,7 @@ import clipadapt
 from clipadapt.adapter import FORMAT, read_adapter
 from clipadapt.fileio import atomic_write
 from clipadapt.models.checkpoint import CheckpointMismatchError
+from clipadapt.models.checkpoint_io import read_checkpoint
 
 WEIGHTS = "open_clip_model.safetensors"
 CONFIG = "open_clip_config.json"
@@ -57,11 +58,14 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any] | None, dict[str, torch
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     enable_safe_resume()  # runner checkpoints hold MMEngine's logs; they load with weights_only=True then
-    try:
-        return read_adapter(path)
-    except ValueError:
-        pass  # not an adapter file: a runner checkpoint or a plain state dict
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_checkpoint(path)  # the one reader: weights_only, no code run, one-line errors naming the file
+    if path.suffix == ".safetensors":
+        try:
+            return read_adapter(path)  # an adapter keeps its metadata in the header
+        except ValueError:
+            return None, blob
+    if isinstance(blob, dict) and blob.get("format") == FORMAT:  # a clipadapt.save_adapter file
+        return {k: v for k, v in blob.items() if k != "state_dict"}, blob.get("state_dict") or {}
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state dict")

@@ -19,8 +19,10 @@ with ``UnpicklingError``. :func:`enable_safe_resume` fixes both sides:
 It also replaces MMEngine's loader of local checkpoints (``CheckpointLoader`` scheme ``''``: what
 ``load_from``, ``--resume`` and ``tools/test.py CKPT`` go through), which calls ``torch.load`` without
 ``weights_only`` and so depends on torch's default (and on ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). Ours
-passes ``weights_only=True`` explicitly, and a refused file raises :class:`UnsafeCheckpointError`
-naming the file and the global it asked for, instead of torch's advice to turn the safety off.
+is :func:`clipadapt.models.checkpoint_io.read_checkpoint`, the reader every clipadapt load goes
+through: ``weights_only=True`` explicitly, TorchScript archives read without running code, and a
+one-line error naming the file (:class:`CheckpointReadError`; :class:`UnsafeCheckpointError` for a
+refused global) instead of torch's advice to turn the safety off.
 
 Call it before a runner saves or loads (``tools/train.py`` and ``tools/test.py`` do).
 """
@@ -29,8 +31,6 @@ from __future__ import annotations
 
 import copyreg
 import os.path as osp
-import pickle
-import re
 from typing import Any
 
 import numpy as np
@@ -38,11 +38,15 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
-__all__ = ["SAFE_GLOBALS", "UnsafeCheckpointError", "enable_safe_resume", "load_local_checkpoint"]
+from clipadapt.models.checkpoint_io import CheckpointReadError, UnsafeCheckpointError, read_checkpoint
 
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint asked ``torch.load(weights_only=True)`` for something outside the allow-list."""
+__all__ = [
+    "SAFE_GLOBALS",
+    "CheckpointReadError",
+    "UnsafeCheckpointError",
+    "enable_safe_resume",
+    "load_local_checkpoint",
+]
 
 
 def _numpy_globals() -> list[Any]:
@@ -83,26 +87,14 @@ def _reduce_history_buffer(buffer: HistoryBuffer) -> tuple[Any, tuple[Any, ...]]
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
-    """MMEngine's local checkpoint loader, with ``weights_only=True`` always and a clear refusal.
+    """MMEngine's local checkpoint loader, through clipadapt's one reader (``weights_only=True`` always).
 
     Raises:
         FileNotFoundError: no such file.
+        CheckpointReadError: the file is empty, truncated or not a checkpoint (one line naming it).
         UnsafeCheckpointError: the file needs a global outside the allow-list (nothing of it ran).
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f"checkpoint file not found: {filename}")
-    try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # torch names the global it refused
-        what = f"the global {found.group(1)}" if found else "an object"
-        raise UnsafeCheckpointError(
-            f"refused to load checkpoint {filename}: it asks for {what}, which is not on clipadapt's allow-list "
-            "of torch.load(weights_only=True); nothing in the file was run. clipadapt checkpoints hold tensors, "
-            "containers, numpy arrays and MMEngine's HistoryBuffer only -- re-save the file as a plain state dict "
-            "or safetensors if you trust it."
-        ) from err
+    return read_checkpoint(osp.expanduser(filename), map_location=map_location)
 
 
 def enable_safe_resume() -> None:

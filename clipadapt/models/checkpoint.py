@@ -1,7 +1,8 @@
 """Weights: open_clip and OpenAI checkpoints <-> clipadapt names, both ways, loss-less.
 
 One pipeline (as open_clip's ``load_checkpoint``): read the file (safetensors, ``torch.load`` with
-``weights_only=True``, or an OpenAI TorchScript archive) -> unwrap and strip ``module.`` -> convert
+``weights_only=True``, or an OpenAI TorchScript archive read without running its code; see
+:mod:`clipadapt.models.checkpoint_io`) -> unwrap and strip ``module.`` -> convert
 names -> strict load that names every missing, unexpected and mis-shaped key.
 
 Name rules, open_clip ``CLIP`` layout -> clipadapt:
@@ -18,17 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from .checkpoint_io import CheckpointReadError, UnsafeCheckpointError, is_torchscript_file, read_checkpoint
+
 __all__ = [
     "CheckpointMismatchError",
+    "CheckpointReadError",
+    "UnsafeCheckpointError",
     "file_sha256",
     "from_open_clip",
+    "is_openai_checkpoint",
     "load_checkpoint_file",
     "to_open_clip",
 ]
@@ -41,47 +46,30 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not fit the model."""
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 2)[1:2] == ["code"] for name in archive.namelist())
+def is_openai_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> bool:
+    """Whether weights are recognisably OpenAI's: a TorchScript archive, or OpenAI's state-dict layout (its
+    extra ``input_resolution`` / ``context_length`` / ``vocab_size`` entries)."""
+    return any(key in state for key in _OPENAI_EXTRA) or is_torchscript_file(path)
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from a local file: .safetensors, a torch pickle, or a TorchScript archive.
 
-    Pickles load with ``weights_only=True``: a file that needs arbitrary classes is refused, never
-    executed. TorchScript archives (OpenAI's ``ViT-B-16.pt``) load with ``torch.jit.load``, which
-    deserialises TorchScript only, and only their state dict is kept.
+    Goes through :func:`clipadapt.models.checkpoint_io.read_checkpoint`: pickles load with
+    ``weights_only=True``, TorchScript archives (OpenAI's ``ViT-B-16.pt``) have their tensors read
+    without their code being run, and nothing in a file is executed.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is none of the supported formats, or holds no state dict.
+        CheckpointReadError: the file is empty, truncated, of no supported format, or holds no state
+            dict (:class:`UnsafeCheckpointError` when it asks for a refused global); one line naming it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-    elif _is_torchscript(path):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; OpenAI's archives are not
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # UnpicklingError, RuntimeError, ...
-            raise ValueError(
-                f"cannot read checkpoint {path} with weights_only=True ({type(err).__name__}: {err}). "
-                "clipadapt never unpickles arbitrary objects; re-save the file as a plain state dict or safetensors."
-            ) from err
+    state = read_checkpoint(path)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint {path} does not hold a state dict of tensors")
+        raise CheckpointReadError(path, "it does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
