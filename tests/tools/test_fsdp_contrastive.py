@@ -1,0 +1,111 @@
+"""Sharded contrastive training (FSDP2 through ``FullyShardedWrapper``) on two gloo ranks equals DDP on two ranks.
+
+The tiny CLIP trains from a random init with plain SGD (so a gradient scale would show) on 2 ranks x 4
+captioned scenes for 3 steps, once under DDP (``CPUDistributedDataParallel``) and once sharded with
+activation checkpointing on. Both average the same per-rank gradients and compute every forward on the
+same parameter values (the sharded run all-gathers them whole), so they can differ only where a kernel
+adds its terms in another order (MKL picks its blocking by buffer alignment; FSDP2's all-gathered
+buffers are not the parameters' own). The bound on that is the one of tests/tools/test_ddp_contrastive.py:
+``steps x terms x eps`` of how far each weight moved (Higham's bound for reordering a sum of ``terms``
+float32 numbers, the errors of the steps adding to first order), with ``terms`` the longest sum of a
+step, ``batch x 77`` text tokens. A bug (a gradient not averaged, a shard applied to the wrong rows, a
+replicated ``logit_scale`` not reduced) moves weights by a good part of their displacement.
+
+A third run in bf16 mixed precision checks that the parameters and checkpoint stay fp32 and that it
+trains like the fp32 run within bf16's rounding (eps 2^-8).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipadapt.datasets.synthetic import ensure_synthetic_world
+from tests.helpers import initial_state
+from tests.tools.test_ddp_contrastive import CLIP_CONFIG, CONFIG, WORLD
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCH, STEPS, TOKENS = 4, 3, 77
+SHARDED = '\nmodel_wrapper_cfg = dict(type="FullyShardedWrapper"{extra})\n'
+pytestmark = pytest.mark.slow
+
+
+def dist_train(tmp_path: Path, name: str, text: str, env: dict, *extra: str) -> tuple[Path, str]:
+    """Run ``text`` as a config with ``tools/dist_train.sh`` on 2 processes; returns (work_dir, log)."""
+    config = tmp_path / f"{name}.py"
+    config.write_text(text)
+    work_dir = tmp_path / name
+    cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), "2", "--work-dir", str(work_dir), *extra]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "Distributed training: True" in log
+    return work_dir, log
+
+
+def dist_env(tmp_path: Path, world: Path) -> dict:
+    env = dict(os.environ, CLIPADAPT_DATA=str(world), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    return env | dict(PYTHON=sys.executable, MASTER_PORT=str(29000 + (os.getpid() + 7) % 2000))
+
+
+def load(path: Path) -> dict:
+    from clipadapt.engine import enable_safe_resume
+
+    enable_safe_resume()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def losses(checkpoint: dict) -> list[float]:
+    return checkpoint["message_hub"]["log_scalars"]["train/loss"]._log_history.tolist()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fsdp_contrastive")
+    world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
+    env = dist_env(tmp_path, world)
+    base = CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=BATCH)
+    texts = {
+        "ddp": base,
+        "sharded": base + "model = dict(grad_checkpointing=True)" + SHARDED.format(extra=""),
+        "bf16": base + SHARDED.format(extra=', mixed_precision="bf16"'),
+    }
+    out = {name: dist_train(tmp_path, name, text, env) for name, text in texts.items()}
+    out["start"] = initial_state(tmp_path / "ddp.py")
+    return out
+
+
+def test_sharded_equals_ddp(runs):
+    (ddp_dir, _), (sharded_dir, log) = runs["ddp"], runs["sharded"]
+    assert "FullyShardedWrapper" in log and "Epoch(train) [3][1/1]" in log, log[-3000:]
+    ddp, sharded, start = load(ddp_dir / "epoch_3.pth"), load(sharded_dir / "epoch_3.pth"), runs["start"]
+    tolerance = STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps
+    assert losses(sharded) == pytest.approx(losses(ddp), rel=tolerance) and len(losses(ddp)) == STEPS
+    want, got = ddp["state_dict"], sharded["state_dict"]
+    assert sorted(got) == sorted(want)
+    moves = {k: float((want[k] - start[k]).abs().max()) for k in want}
+    overall = max(moves.values())
+    assert sum(m > 0 for m in moves.values()) > len(moves) // 2, "most weights must train"
+    for key in want:
+        assert not isinstance(got[key], torch.distributed.tensor.DTensor) and got[key].shape == want[key].shape
+        diff = float((got[key] - want[key]).abs().max())
+        assert diff <= tolerance * max(moves[key], overall / STEPS), f"{key}: {diff:.3g} off ({moves[key]:.3g} moved)"
+    for state_ddp, state_sharded in zip(ddp["optimizer"]["state"].values(), sharded["optimizer"]["state"].values()):
+        assert state_ddp.keys() == state_sharded.keys()  # whole optimizer state (SGD keeps none without momentum)
+
+
+def test_bf16_mixed_precision_keeps_fp32_parameters_and_trains(runs):
+    (ddp_dir, _), (bf16_dir, _) = runs["ddp"], runs["bf16"]
+    fp32, bf16 = load(ddp_dir / "epoch_3.pth"), load(bf16_dir / "epoch_3.pth")
+    assert all(v.dtype == torch.float32 for k, v in bf16["state_dict"].items() if v.is_floating_point())
+    # The first step's loss is computed from the same weights, rounded to bf16 (eps 2^-8) in each of 8 blocks.
+    first, want = losses(bf16)[0], losses(fp32)[0]
+    assert abs(first - want) <= 8 * 2**-8 * want, (losses(bf16), losses(fp32))
+    assert all(torch.isfinite(torch.tensor(losses(bf16))))
+    moved = [k for k, v in bf16["state_dict"].items() if not torch.equal(v, runs["start"][k])]
+    assert len(moved) > len(bf16["state_dict"]) // 2
