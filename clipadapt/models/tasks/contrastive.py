@@ -14,6 +14,7 @@ from torch import nn
 from clipadapt.registry import MODELS
 
 from .base import ClipTask
+from .losses_distributed import large_batch_clip_loss
 
 __all__ = ["ImageTextContrastive", "clip_loss", "gather_features"]
 
@@ -112,6 +113,10 @@ class ImageTextContrastive(ClipTask):
         contrastive_loss: Add the InfoNCE terms; False leaves the objective to the plugins' losses.
         max_logit_scale: Upper bound of ``logit_scale.exp()`` (open_clip: 100); None: no clamp.
         label_smoothing: Of the InfoNCE cross-entropies (CLIP-MoE: 0.1; open_clip: 0).
+        local_loss: Each rank computes the logits of its own rows only, ``[B_rank, N]`` instead of
+            ``[N, N]``, with the same loss and gradients (:func:`large_batch_clip_loss`, for large
+            global batches).
+        loss_chunk_size: With ``local_loss``, rows per block of logits, recomputed in backward.
         data_preprocessor: See :class:`ClipTask`.
         grad_checkpointing: See :class:`ClipTask`.
         init_cfg: See :class:`ClipTask`.
@@ -126,6 +131,8 @@ class ImageTextContrastive(ClipTask):
         contrastive_loss: bool = True,
         max_logit_scale: float | None = 100.0,
         label_smoothing: float = 0.0,
+        local_loss: bool = False,
+        loss_chunk_size: int | None = None,
         data_preprocessor: dict[str, Any] | nn.Module | None = None,
         grad_checkpointing: bool = False,
         init_cfg: dict[str, Any] | None = None,
@@ -141,6 +148,7 @@ class ImageTextContrastive(ClipTask):
         self.label_smoothing = label_smoothing
         self.contrastive_loss = contrastive_loss
         self.max_logit_scale = max_logit_scale
+        self.local_loss, self.loss_chunk_size = local_loss, loss_chunk_size
 
     def _captions(self, data_samples: dict[str, Any] | None, key: str) -> list[str] | None:
         captions = (data_samples or {}).get(key)
@@ -181,7 +189,13 @@ class ImageTextContrastive(ClipTask):
             return self._predictions(image_features, text_features, long_features, data_samples or {})
 
         losses = {}
-        if self.contrastive_loss:
+        if self.contrastive_loss and self.local_loss:
+            kwargs = dict(label_smoothing=self.label_smoothing, chunk_size=self.loss_chunk_size)
+            losses["loss_contrastive"] = large_batch_clip_loss(image_features, text_features, logit_scale, **kwargs)
+            if long_features is not None:
+                long_loss = large_batch_clip_loss(image_features, long_features, logit_scale, **kwargs)
+                losses["loss_long"] = self.long_caption_weight * long_loss
+        elif self.contrastive_loss:
             all_images = gather_features(image_features)
             smoothing = self.label_smoothing
             text_loss = clip_loss(all_images, gather_features(text_features), logit_scale, label_smoothing=smoothing)
