@@ -50,6 +50,10 @@ Rows:
     Load: ``tools/test.py`` evaluates the zero-shot tiny-CLIP config on ``--eval-images`` synthetic test
     images and on a tenth of them, each in its own process; peak RSS of each. ``ratio`` = small / large
     (1.0 = memory does not grow with the data set: the evaluation streams).
+``dist_sharding``, ``dist_loss`` (only when named in ``--rows``)
+    Sharded (FSDP2) against DDP full fine-tuning on 2 gloo ranks: state memory per rank, peak RSS,
+    steps/s; the contrastive loss's memory at a global batch of 4,096, full against large-batch.
+    See :mod:`clipadapt.benchmark.dist_rows`.
 ``image_forward_efficiency``
     Achieved model FLOP/s of clipadapt's image forward (FLOPs counted analytically from the config:
     2 x MACs of the patch embedding, every block and the head) divided by the FLOP/s of one large
@@ -74,12 +78,20 @@ Examples::
     python tools/benchmark.py                                    # ViT-B-16, CPU, fp32, all rows
     python tools/benchmark.py --json --rows text_forward,image_forward
     python tools/benchmark.py --device cuda --dtype bf16 --batch 64 --repeats 20
+    python tools/gpu_check.py --out gpu_report                   # every CUDA check, bf16/fp16, eager/compile
+
+On CUDA, samples are timed between CUDA events (synchronised), rows report the allocator's peak
+(``torch.cuda.max_memory_allocated``) of each side, and ``image_forward`` in bf16/fp16 also times both
+towers with their weights cast to the dtype (open_clip's fastest inference, ``*_pure``):
+``ratio_vs_fastest`` = clipadapt's best / open_clip's best, with TFLOP/s and, for a known card, the
+fraction of its dense bf16 peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -94,6 +106,7 @@ from clipadapt.benchmark import (
     small_op_ms,
     usable_cores,
 )
+from clipadapt.benchmark.dist_rows import dist_loss_row, dist_sharding_row
 from clipadapt.benchmark.load_rows import eval_stream_row
 from clipadapt.benchmark.plugin_rows import long_text_row, moe_block_row, region_pooling_row
 
@@ -110,6 +123,7 @@ ROWS = (
     "moe_block",
     "eval_stream",
 )
+DIST_ROWS = ("dist_sharding", "dist_loss")  # two processes each: named on demand, like eval_stream
 DEFAULT_ROWS = ROWS[:-1]  # eval_stream measures memory over a whole evaluation run: ask for it by name
 
 
@@ -118,7 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--model", default="ViT-B-16", help="open_clip config name, clipadapt config or JSON path")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="fp32, or bf16/fp16 via autocast")
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--eval-images", type=int, default=10000, help="test images of the eval_stream row")
@@ -139,13 +153,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
     args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = sorted(set(rows) - set(ROWS))
+    unknown = sorted(set(rows) - set(ROWS) - set(DIST_ROWS))
     if unknown or not rows:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
-    args.rows = [r for r in ROWS if r in rows]
+    args.rows = [r for r in ROWS + DIST_ROWS if r in rows]
     if args.repeats < 1 or args.batch < 1 or args.num_classes < 1 or args.n_ctx < 1:
         parser.error("--repeats, --batch, --num-classes and --n-ctx must be >= 1")
+    check_device(parser, args.device)
     return args
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """``cpu``, or ``cuda``/``cuda:N`` of a GPU that torch sees; anything else is a usage error."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        parser.error(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            parser.error(f"--device {device}: torch sees {count} CUDA device(s)")
 
 
 def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -153,8 +181,6 @@ def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but torch sees no CUDA device")
     probe = {}
     if args.device == "cpu":
         probe = {"small_op_ms": small_op_ms(threads), "small_op_ms_1_thread": small_op_ms(1)}
@@ -175,6 +201,8 @@ def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         "region_pooling": region_pooling_row,
         "moe_block": moe_block_row,
         "eval_stream": eval_stream_row,
+        "dist_sharding": dist_sharding_row,
+        "dist_loss": dist_loss_row,
     }
     for name, row in plugin_rows.items():
         if name in args.rows:
@@ -216,6 +244,10 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
             notes.append(f"baseline: {r['baseline_kind']}")
         if "clipadapt_spread" in r:
             notes.append(f"spread {_fmt(r['clipadapt_spread'])}/{_fmt(r['baseline_spread'])}")
+        if "ratio_vs_fastest" in r:
+            notes.append(f"vs open_clip fastest {_fmt(r['ratio_vs_fastest'])}, {_fmt(r['clipadapt_tflops'])} TFLOP/s")
+            if "clipadapt_fraction_of_peak" in r:
+                notes.append(f"{_fmt(r['clipadapt_fraction_of_peak'])} of {r['device_name']} bf16 peak")
         if "clipadapt_peak_mem_mib" in r:
             notes.append(f"peak MiB {_fmt(r['clipadapt_peak_mem_mib'])}/{_fmt(r['baseline_peak_mem_mib'])}")
         body.append(

@@ -9,8 +9,9 @@
 The benchmark asserts nothing about speed; tests check that each row measures what it says.
 """
 
+from .baselines import OriginalMaPLe
 from .inputs import CLASSNAMES, PROMPT_TEMPLATE, class_prompts, image_flops, load_same_weights, open_clip_reference
-from .rows import DTYPES, GOALS, Bench, OriginalMaPLe
+from .rows import DTYPES, GOALS, Bench
 from .timing import Samples, interleaved, saved_for_backward_mib, small_op_ms, throughput_fields, usable_cores
 
 __all__ = [

@@ -30,8 +30,11 @@ LONG_CAPTION = (
 )
 
 
-def long_text_row(bench: Bench) -> dict[str, Any]:
-    """Text encoding at context 248 (Long-CLIP): 28 short + 4 long captions, ours with and without truncation."""
+def build_long_clip(bench: Bench) -> tuple[Any, Any, torch.Tensor]:
+    """clipadapt with ``LongCLIP`` on the bench's weights, open_clip at 248 positions with the same weights, tokens.
+
+    The tokens are 28 class prompts and 4 long captions (~200 tokens) at context 248. Both models are in eval.
+    """
     import open_clip
 
     import clipadapt
@@ -48,6 +51,12 @@ def long_text_row(bench: Bench) -> dict[str, Any]:
     theirs.load_state_dict(clipadapt.to_open_clip_state_dict(ours))
     captions = bench.prompts[:28] + [LONG_CAPTION] * 4
     tokens = clipadapt.get_tokenizer(model=ours)(captions).to(bench.device)
+    return ours, theirs, tokens
+
+
+def long_text_row(bench: Bench) -> dict[str, Any]:
+    """Text encoding at context 248 (Long-CLIP): 28 short + 4 long captions, ours with and without truncation."""
+    ours, theirs, tokens = build_long_clip(bench)
 
     def run(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], Any]:
         def call() -> Any:

@@ -148,6 +148,20 @@ def test_unknown_row_is_refused() -> None:
         benchmark.parse_args(["--rows", "image_forward,warp_speed"])
 
 
+def test_device_is_validated() -> None:
+    import torch
+
+    assert benchmark.parse_args([]).device == "cpu"  # the default
+    for bad in ("gpu", "cuda:x", "cuda0", "cpu:1"):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--device", bad])
+    if not torch.cuda.is_available():  # a usage error up front, not a failure after the models are built
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--device", "cuda"])
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--device", f"cuda:{torch.cuda.device_count()}"])
+
+
 def test_class_prompts_vary_in_length() -> None:
     prompts = benchmark.class_prompts(100)
     assert len(prompts) == len(set(prompts)) == 100
