@@ -4,6 +4,6 @@ Each plugin is a folder written exactly as a third party would write it: it uses
 public API and registers itself in ``clipadapt.registry.PLUGINS`` when imported.
 """
 
-from . import cloc, coop, fgclip, ivlp, longclip, maple, moe, vpt
+from . import cloc, cocoop, coop, fgclip, ivlp, longclip, maple, moe, vpt
 
-__all__ = ["cloc", "coop", "fgclip", "ivlp", "longclip", "maple", "moe", "vpt"]
+__all__ = ["cloc", "cocoop", "coop", "fgclip", "ivlp", "longclip", "maple", "moe", "vpt"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,21 +53,36 @@ class CLIP(nn.Module):
         return self.cfg.embed_dim
 
     # ---------------------------------------------------------------------------------- encode
-    def forward_image(self, images: torch.Tensor, output_tokens: bool = False) -> VisionOutput:
+    # Per-call conditioning: ``condition`` maps names to tensors with one row per input (image or text).
+    # It reaches the plugins' hooks through this call's TowerContext only (see clipadapt.models.towers).
+    def forward_image(
+        self, images: torch.Tensor, output_tokens: bool = False, condition: Mapping[str, torch.Tensor] | None = None
+    ) -> VisionOutput:
         """Images [B, 3, H, W] -> pooled features, and patch tokens on request."""
-        return self.visual(images, output_tokens=output_tokens)
+        return self.visual(images, output_tokens=output_tokens, condition=condition)
 
-    def forward_text(self, text: torch.Tensor, output_tokens: bool = False) -> TextOutput:
+    def forward_text(
+        self, text: torch.Tensor, output_tokens: bool = False, condition: Mapping[str, torch.Tensor] | None = None
+    ) -> TextOutput:
         """Token ids [B, L] -> pooled features, and per-token features on request."""
-        return self.text(text, output_tokens=output_tokens)
+        return self.text(text, output_tokens=output_tokens, condition=condition)
 
-    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.visual(images).pooled
+    def encode_image(
+        self, images: torch.Tensor, normalize: bool = False, condition: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        features = self.visual(images, condition=condition).pooled
         return F.normalize(features, dim=-1) if normalize else features
 
-    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        features = self.text(text).pooled
+    def encode_text(
+        self, text: torch.Tensor, normalize: bool = False, condition: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Token ids [B, L] -> features [B, D]; ``condition`` ({name: [B, ...]}) goes to this call's hooks only."""
+        features = self.text(text, condition=condition).pooled
         return F.normalize(features, dim=-1) if normalize else features
+
+    def required_conditions(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """``{plugin prefix: {tower: condition names}}`` of the attached plugins that need per-call data."""
+        return {prefix: dict(p.conditions) for prefix, p in self.plugins.items() if p.conditions}
 
     def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None) -> dict[str, Any]:
         """open_clip's ``output_dict`` form: normalised features and the logit scale."""

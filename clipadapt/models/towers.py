@@ -8,6 +8,12 @@ Hook points, in order, for each tower:
   and MaPLe substitute learned context for token embeddings, and the context gets positions);
 * ``block`` hooks, before every block, with the block index.
 
+Per-call conditioning: ``forward(..., condition={"image_features": f})`` puts named tensors into
+this call's :class:`TowerContext`, where hooks read them (``context.conditioned(name, owner)``). Row
+``i`` of each tensor conditions item ``i`` of the batch (image or text). The context is built for
+each call, so the plugins hold no per-call state and encodings are reentrant; with no condition the
+field is ``None`` and nothing else runs.
+
 Plugins that add vision tokens append them after the patch tokens; the tower pools the CLS token (or
 the mean of the patch tokens) and reports patch tokens from positions ``1 .. 1 + grid**2``, so
 appended tokens never leak into the outputs. Token order carries no meaning in a ViT once the
@@ -16,7 +22,7 @@ positional embedding is added, so appending is equivalent to inserting after CLS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -44,6 +50,8 @@ class TowerContext:
         eot_index: Position of the end-of-text token per text [B]; hooks that move tokens update it.
         num_patches: Patch tokens of the vision tower (``h * w`` of the patch grid); 0 for text.
         aux: Auxiliary outputs that plugins record (router logits, ...); returned with the features.
+        condition: Per-call data a task passed for this call only (``{"image_features": [B, D]}`` for
+            CoCoOp's text prompts), row ``i`` for batch item ``i``; None when the call passed none.
     """
 
     tower: str
@@ -52,6 +60,32 @@ class TowerContext:
     eot_index: torch.Tensor | None = None
     num_patches: int = 0
     aux: dict[str, Any] = field(default_factory=dict)
+    condition: Mapping[str, torch.Tensor] | None = None
+
+    def conditioned(self, name: str, owner: str) -> torch.Tensor:
+        """The condition ``name`` of this call, for the plugin ``owner``; raises how to pass it when absent."""
+        value = None if self.condition is None else self.condition.get(name)
+        if value is None:
+            method = "encode_text" if self.tower == "text" else "encode_image"
+            raise ValueError(
+                f"{owner} needs the per-call condition {name!r} in the {self.tower} tower, and this call passed "
+                f"{sorted(self.condition) if self.condition else 'none'}: call clip.{method}(x, condition="
+                f"{{{name!r}: tensor}}) with one row per {self.tower} input, or run the model through a task that "
+                f"provides it (PromptClassifier provides 'image_features' to the text tower; for an adapter: "
+                f"task = PromptClassifier(model_name, pretrained, plugins=...); load_adapter(path, model=task.clip))"
+            )
+        return value
+
+
+def _check_condition(condition: Mapping[str, torch.Tensor] | None, batch: int, tower: str) -> None:
+    """Each condition tensor has one row per input of the call."""
+    for name, value in (condition or {}).items():
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != batch:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"condition {name!r} of the {tower} tower must be a tensor with one row per input "
+                f"({batch}), got {shape}"
+            )
 
 
 @dataclass
@@ -162,9 +196,16 @@ class VisionTower(_HookedTower):
         cls = repeat(self.class_embedding, "c -> b 1 c", b=x.shape[0]).to(x.dtype)
         return torch.cat([cls, x], dim=1) + pos.to(x.dtype)
 
-    def forward(self, images: torch.Tensor, output_tokens: bool = False) -> VisionOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        output_tokens: bool = False,
+        condition: Mapping[str, torch.Tensor] | None = None,
+    ) -> VisionOutput:
         grid = self.patch_grid(images.shape[-2:])
-        context = TowerContext("vision", images.shape[0], num_patches=grid[0] * grid[1])
+        if condition is not None:
+            _check_condition(condition, images.shape[0], "vision")
+        context = TowerContext("vision", images.shape[0], num_patches=grid[0] * grid[1], condition=condition)
         x = self._run_embed_hooks(self.embed(images), context)
         x = self.transformer(self.ln_pre(x), self.block_hooks, context)  # [B, N, width]
         return self.head(x, context, output_tokens)
@@ -228,7 +269,9 @@ class TextTower(_HookedTower):
             return text.argmax(dim=-1)  # the EOT token has the largest id of CLIP's vocabulary
         return (text == self.cfg.eos_id).int().argmax(dim=-1)
 
-    def forward(self, text: torch.Tensor, output_tokens: bool = False) -> TextOutput:
+    def forward(
+        self, text: torch.Tensor, output_tokens: bool = False, condition: Mapping[str, torch.Tensor] | None = None
+    ) -> TextOutput:
         if text.dim() != 2:
             raise ValueError(f"text must be token ids of shape [batch, length], got {tuple(text.shape)}")
         if text.shape[1] > self.positional_embedding.shape[0]:
@@ -239,7 +282,9 @@ class TextTower(_HookedTower):
         eot = self.eot_index(text)
         if self.dynamic_truncation and not output_tokens:
             text = text[:, : int(eot.max()) + 1]  # exact under the causal mask; one host sync
-        context = TowerContext("text", text.shape[0], tokens=text, eot_index=eot)
+        if condition is not None:
+            _check_condition(condition, text.shape[0], "text")
+        context = TowerContext("text", text.shape[0], tokens=text, eot_index=eot, condition=condition)
         x = self._run_embed_hooks(self.token_embedding(text), context)  # prompt learners substitute tokens here
         x = x + self.positional_embedding[: x.shape[1]]
         x = self.ln_final(self.transformer(x, self.block_hooks, context))  # [B, L, width]

@@ -7,7 +7,11 @@ attaches them to the base CLIP in list order. A plugin can do four things, all o
    :meth:`replace_module`, register its parameters) and decide what trains. Incompatibilities raise
    :class:`PluginCompatibilityError` at build time.
 2. Token hooks: ``embed_hook(x, ctx)`` after embedding and ``block_hook(index, x, ctx)`` before each
-   block, for the towers named in ``hook_towers``.
+   block, for the towers named in ``hook_towers``. A hook whose tokens depend on per-call data (CoCoOp:
+   the image features, for the text prompts) reads it from ``ctx.conditioned(name, owner)`` and declares
+   the names in ``conditions``; the task passes it with ``encode_text(tokens, condition={...})``. Nothing
+   per call is kept on the plugin, so encodings are reentrant. A task that cannot provide a declared
+   condition refuses the plugin at build time (:func:`check_conditions`).
 3. ``losses(outputs)``: extra loss terms computed from a task's forward outputs.
 4. Its own state: everything under ``plugins.<prefix>.``, every trainable parameter, and every base
    module it replaced or changed goes into the adapter checkpoint (:mod:`clipadapt.adapter`).
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
     from ..models.clip import CLIP
     from ..models.towers import TowerContext
 
-__all__ = ["Plugin", "PluginCompatibilityError"]
+__all__ = ["Plugin", "PluginCompatibilityError", "check_conditions"]
 
 
 class PluginCompatibilityError(ValueError):
@@ -48,12 +52,15 @@ class Plugin(nn.Module):
             whose text hooks assume a token layout (CoOp, MaPLe); None leaves the task's templates.
         exportable: The adapted model is still an open_clip CLIP (the plugin only changes base
             weights or shapes); ``clipadapt.to_open_clip_state_dict`` refuses the others.
+        conditions: Per-call data the hooks read, per tower: ``{"text": ("image_features",)}`` says the
+            text features depend on each image (CoCoOp). Tasks check it against what they provide.
     """
 
     prefix: ClassVar[str] = ""
     text_template: str | None = None
     hook_towers: ClassVar[dict[str, tuple[str, ...]]] = {}
     exportable: ClassVar[bool] = False
+    conditions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,6 +122,29 @@ class Plugin(nn.Module):
         checkpoints store this config and ``torch.load(weights_only=True)`` refuses unknown classes.
         """
         return _plain(dict(getattr(self, "_build_cfg", {"type": type(self).__name__})))
+
+
+def check_conditions(plugins: Mapping[str, Plugin], provided: Mapping[str, tuple[str, ...]], task: str) -> None:
+    """Raise unless ``task`` provides every per-call condition that ``plugins`` declare.
+
+    Args:
+        plugins: The attached plugins by prefix (``clip.plugins``).
+        provided: What the task passes, per tower: ``{"text": ("image_features",)}``.
+        task: The task's name, for the message.
+
+    Raises:
+        PluginCompatibilityError: naming the plugin, the task, and the missing conditions.
+    """
+    for prefix, plugin in plugins.items():
+        for tower, names in plugin.conditions.items():
+            missing = [n for n in names if n not in provided.get(tower, ())]
+            if missing:
+                offered = {t: list(v) for t, v in provided.items() if v} or "nothing"
+                raise PluginCompatibilityError(
+                    f"plugin {type(plugin).__name__} ({prefix!r}) needs the per-call condition(s) {missing} in the "
+                    f"{tower} tower, which task {task} does not provide (it provides {offered}); use a task that "
+                    "passes them, such as PromptClassifier for 'image_features' to the text tower"
+                )
 
 
 def _plain(value: Any) -> Any:

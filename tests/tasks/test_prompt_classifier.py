@@ -164,3 +164,46 @@ def test_a_non_finite_loss_stops_the_step_before_the_update(images):
     plugin.losses = lambda outputs: {}
     model.train_step(data, wrapper)  # a finite loss trains as before
     assert not torch.equal(plugin.ctx, before)
+
+
+def test_an_image_conditioned_plugin_gets_per_image_features_in_bounded_calls_and_no_cache(images):
+    import clipadapt_plugins.cocoop  # noqa: F401  (registers CoCoOp)
+
+    model = build([dict(type="CoCoOp")], text_batch_size=2).eval()  # 3 images x 3 classes = 9 texts
+    rows: list[int] = []
+    model.clip.text.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    inputs = batch(model, images)["inputs"]
+    with torch.no_grad():
+        logits = model(inputs, mode="tensor")
+        again = model(inputs, mode="tensor")
+        features = model.text_features_for(None, F.normalize(model.clip.encode_image(inputs), dim=-1))
+    assert rows[:10] == [2, 2, 2, 2, 1, 2, 2, 2, 2, 1]  # every forward encodes again: nothing cached
+    assert model._text_cache is None
+    assert features.shape == (3, 3, model.clip.embed_dim)
+    image = F.normalize(model.clip.encode_image(inputs), dim=-1).detach()
+    expected = model.clip.logit_scale.exp() * torch.stack([features[b] @ image[b] for b in range(3)])
+    torch.testing.assert_close(logits, expected.detach(), atol=1e-5 * float(logits.abs().max()), rtol=0)
+    torch.testing.assert_close(logits, again, atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match=r"depend on each image: use conditioned_class_features"):
+        model.class_text_features()
+
+
+def test_a_subclass_changes_one_step_without_copying_the_forward(images):
+    from clipadapt.models.tasks import PromptClassifier
+
+    class HalfTemperature(PromptClassifier):
+        def compute_logits(self, image_features, text_features):
+            return 2 * super().compute_logits(image_features, text_features)
+
+    torch.manual_seed(0)
+    plain = build().eval()
+    torch.manual_seed(0)
+    doubled = HalfTemperature("tiny-vit", classnames=CLASSES).eval()
+    data = batch(plain, images)
+    with torch.no_grad():
+        torch.testing.assert_close(doubled(data["inputs"]), 2 * plain(data["inputs"]), atol=0, rtol=0)
+        predictions = doubled(**data, mode="predict")
+        loss = doubled(**data, mode="loss")["loss_cls"]
+    assert [p["gt_label"] for p in predictions] == [0, 1, 2]
+    expected = F.cross_entropy(2 * plain(data["inputs"]), data["data_samples"]["label"])
+    torch.testing.assert_close(loss, expected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from mmengine.model import BaseModel
@@ -11,6 +11,7 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from clipadapt.factory import create_model, get_tokenizer
+from clipadapt.plugins import check_conditions
 from clipadapt.registry import MODELS
 
 __all__ = ["ClipTask"]
@@ -22,6 +23,10 @@ class ClipTask(BaseModel):
     The trainable parameters are exactly those with ``requires_grad=True`` after ``create_model``: with
     plugins, the plugins decide; without, the whole CLIP trains (as in open_clip).
 
+    ``provides_conditions`` says which per-call conditions the task passes to each tower
+    (``{"text": ("image_features",)}``); a plugin that declares a condition the task does not provide
+    (``Plugin.conditions``) is refused when the task is built, naming both.
+
     Args:
         model_name: open_clip / clipadapt config name, JSON path or dict (``create_model``).
         pretrained: Local weights file of the base CLIP; ``None`` = random initialisation.
@@ -30,6 +35,8 @@ class ClipTask(BaseModel):
         grad_checkpointing: Activation checkpointing in both towers.
         init_cfg: MMEngine's ``init_cfg``; leave ``None``: weights come from ``pretrained``.
     """
+
+    provides_conditions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(
         self,
@@ -48,6 +55,7 @@ class ClipTask(BaseModel):
                 data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.clip = create_model(model_name, pretrained=pretrained, plugins=list(plugins or []))
+        check_conditions(self.clip.plugins, self.provides_conditions, type(self).__name__)
         if grad_checkpointing:
             self.clip.set_grad_checkpointing(True)
         self.tokenizer = get_tokenizer(model=self.clip)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
+from clipadapt.models.towers import VisionOutput
 from clipadapt.registry import MODELS
 
 from .base import ClipTask
-from .templates import class_prompts, encode_class_prompts, resolve_templates, tokenize_class_prompts
+from .templates import (
+    class_prompts,
+    encode_class_prompts,
+    ensemble_class_features,
+    resolve_templates,
+    tokenize_class_prompts,
+)
 
 __all__ = ["PromptClassifier"]
 
@@ -31,6 +39,14 @@ class PromptClassifier(ClipTask):
     evaluation still computes them once (the parameters are frozen there). The cache is dropped when
     the class names or templates change, on ``train()``, on loading a state dict and on moving the model.
 
+    When a plugin declares that its text depends on the image (``conditions = {"text":
+    ("image_features",)}``, CoCoOp), the class prompts are encoded for each image under that image's
+    normalised features, ``[B, C, D]`` in calls of at most ``text_batch_size`` texts, and never cached.
+
+    The forward is a sequence of steps a subclass can override one at a time: :meth:`encode_images`,
+    :meth:`text_conditions`, :meth:`text_features_for`, :meth:`compute_logits`, then
+    :meth:`classification_loss` or :meth:`predictions`.
+
     Modes: ``loss`` -> ``{'loss_cls': cross-entropy, **plugin losses}``; ``predict`` -> one dict per
     sample ``{'pred_score', 'pred_label', 'gt_label'}``; ``tensor`` -> logits ``[B, C]``.
 
@@ -41,11 +57,13 @@ class PromptClassifier(ClipTask):
         classnames: Class names; usually set from the data set by ``ClassNamesHook``.
         templates: Template strings with one ``{}``, or a set name of ``TEMPLATE_SETS``.
         label_smoothing: Of the cross-entropy.
-        text_batch_size: Prompts per text-tower call when building class features.
+        text_batch_size: Prompts per text-tower call when building class features (per-image ones included).
         data_preprocessor: See :class:`ClipTask`.
         grad_checkpointing: See :class:`ClipTask`.
         init_cfg: See :class:`ClipTask`.
     """
+
+    provides_conditions: ClassVar[dict[str, tuple[str, ...]]] = {"text": ("image_features",)}
 
     def __init__(
         self,
@@ -103,17 +121,32 @@ class PromptClassifier(ClipTask):
         text = self.clip.text
         return bool(text.embed_hooks or text.block_hooks) or any(p.requires_grad for p in text.parameters())
 
-    def _compute_text_features(self) -> torch.Tensor:
-        if self._tokens is None:
-            self._tokens = tokenize_class_prompts(self.tokenizer, self.classnames, self.active_templates())
-        return encode_class_prompts(self.clip, self._tokens, len(self.classnames), self.text_batch_size)  # [C, D]
+    def text_is_conditioned(self) -> bool:
+        """Whether a plugin makes the class text features depend on each image (``conditions['text']``)."""
+        return any(plugin.conditions.get("text") for plugin in self.clip.plugins.values())
 
-    def class_text_features(self) -> torch.Tensor:
-        """Normalised class features ``[C, D]``, from the cache whenever they cannot have changed."""
+    def class_tokens(self) -> torch.Tensor:
+        """Token ids of :meth:`prompts` ``[C * T, L]``, on the CPU, tokenized once per class list."""
         if not self.classnames:
             raise RuntimeError(
                 "PromptClassifier has no class names: pass classnames=..., call set_classnames(), "
                 "or add ClassNamesHook to the runner (it reads dataset.metainfo['classes'])"
+            )
+        if self._tokens is None:
+            self._tokens = tokenize_class_prompts(self.tokenizer, self.classnames, self.active_templates())
+        return self._tokens
+
+    def _compute_text_features(self) -> torch.Tensor:
+        tokens = self.class_tokens()
+        return encode_class_prompts(self.clip, tokens, len(self.classnames), self.text_batch_size)  # [C, D]
+
+    def class_text_features(self) -> torch.Tensor:
+        """Normalised class features ``[C, D]``, from the cache whenever they cannot have changed."""
+        self.class_tokens()  # the class names are set
+        if self.text_is_conditioned():
+            raise RuntimeError(
+                f"the text features of plugins {sorted(self.clip.required_conditions())} depend on each image: "
+                "use conditioned_class_features(self.text_conditions(...)), [B, C, D]"
             )
         if self.training and self.text_depends_on_parameters():
             return self._compute_text_features()
@@ -122,6 +155,27 @@ class PromptClassifier(ClipTask):
             with torch.no_grad():
                 cache = self._text_cache = self._compute_text_features()
         return cache
+
+    def conditioned_class_features(self, conditions: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised class features per image ``[B, C, D]``, each image's prompts encoded under its condition.
+
+        The ``B * C * T`` (image, prompt) pairs run through the text tower in calls of at most
+        ``text_batch_size`` texts; each call's condition rows are the images of its pairs. Nothing is
+        cached: the features change with every image.
+
+        Args:
+            conditions: ``{name: [B, ...]}``, row ``b`` for image ``b`` (:meth:`text_conditions`).
+        """
+        tokens = self.class_tokens().to(self.device)  # [P, L], P = C * T
+        batch, prompts = next(iter(conditions.values())).shape[0], tokens.shape[0]
+        chunks = []
+        for start in range(0, batch * prompts, self.text_batch_size):
+            pair = torch.arange(start, min(start + self.text_batch_size, batch * prompts), device=self.device)
+            image, prompt = pair // prompts, pair % prompts
+            rows = {name: value[image] for name, value in conditions.items()}
+            chunks.append(self.clip.encode_text(tokens[prompt], normalize=True, condition=rows))
+        features = ensemble_class_features(torch.cat(chunks), batch * len(self.classnames))  # [B * C, D]
+        return rearrange(features, "(b c) d -> b c d", b=batch)
 
     def train(self, mode: bool = True) -> PromptClassifier:
         if mode:
@@ -136,37 +190,40 @@ class PromptClassifier(ClipTask):
         self._text_cache = None
         super()._load_from_state_dict(*args, **kwargs)
 
-    # --------------------------------------------------------------------------------- forward
-    def forward(
-        self, inputs: torch.Tensor, data_samples: dict[str, Any] | None = None, mode: str = "tensor"
-    ) -> torch.Tensor | dict[str, torch.Tensor] | list[dict[str, Any]]:
-        """``inputs``: normalised images ``[B, 3, H, W]``; ``data_samples['label']``: labels ``[B]``."""
-        if mode not in ("loss", "predict", "tensor"):
-            raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
-        image_output = self.clip.forward_image(inputs)
-        image_features = F.normalize(image_output.pooled, dim=-1)  # [B, D]
-        text_features = self.class_text_features()  # [C, D]
-        logit_scale = self.clip.logit_scale.exp()
-        logits = logit_scale * image_features @ text_features.t().to(image_features.dtype)  # [B, C]
-        if mode == "tensor":
-            return logits
-        labels = _labels(data_samples, logits.device)
-        if mode == "loss":
-            if labels is None:
-                raise KeyError("loss mode needs data_samples['label'] (class indices [B])")
-            losses = {"loss_cls": F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)}
-            outputs = dict(
-                task="classification",
-                images=inputs,
-                image_output=image_output,
-                image_features=image_features,
-                text_features=text_features,
-                logits=logits,
-                logit_scale=logit_scale,
-                labels=labels,
-                classnames=self.classnames,
-            )
-            return self.add_plugin_losses(losses, outputs)
+    # ---------------------------------------------------------------------- forward, step by step
+    # A task that changes one step (other conditions, another loss) overrides that method only.
+    def encode_images(self, inputs: torch.Tensor) -> VisionOutput:
+        """Step 1: the vision tower on normalised images ``[B, 3, H, W]`` (it runs before the text tower)."""
+        return self.clip.forward_image(inputs)
+
+    def text_conditions(self, image_output: VisionOutput, image_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 2: what each image passes to the text tower's hooks, ``{name: [B, ...]}``.
+
+        ``image_features`` are the normalised projected features ``[B, D]``, what CoCoOp's meta-net
+        reads. A task providing more names adds them here and to ``provides_conditions``.
+        """
+        return {"image_features": image_features}
+
+    def text_features_for(self, image_output: VisionOutput, image_features: torch.Tensor) -> torch.Tensor:
+        """Step 3: class features, ``[C, D]`` shared by the batch, or ``[B, C, D]`` under a conditioned plugin."""
+        if self.text_is_conditioned():
+            return self.conditioned_class_features(self.text_conditions(image_output, image_features))
+        return self.class_text_features()
+
+    def compute_logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """Step 4: ``logit_scale.exp() * cos``, ``[B, C]``, against shared ``[C, D]`` or per-image ``[B, C, D]``."""
+        scale = self.clip.logit_scale.exp()
+        text_features = text_features.to(image_features.dtype)
+        if text_features.dim() == 3:
+            return scale * torch.einsum("bd,bcd->bc", image_features, text_features)
+        return scale * image_features @ text_features.t()
+
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 5 (loss mode): the cross-entropy, ``{'loss_cls': ...}``; plugin losses are added after it."""
+        return {"loss_cls": F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)}
+
+    def predictions(self, logits: torch.Tensor, labels: torch.Tensor | None) -> list[dict[str, Any]]:
+        """Step 5 (predict mode): one dict per sample ``{'pred_score', 'pred_label', 'gt_label'}``."""
         scores = logits.float().softmax(dim=-1).cpu()
         preds = scores.argmax(dim=-1)
         results = []
@@ -176,6 +233,36 @@ class PromptClassifier(ClipTask):
                 sample["gt_label"] = int(labels[i])
             results.append(sample)
         return results
+
+    def forward(
+        self, inputs: torch.Tensor, data_samples: dict[str, Any] | None = None, mode: str = "tensor"
+    ) -> torch.Tensor | dict[str, torch.Tensor] | list[dict[str, Any]]:
+        """``inputs``: normalised images ``[B, 3, H, W]``; ``data_samples['label']``: labels ``[B]``."""
+        if mode not in ("loss", "predict", "tensor"):
+            raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+        image_output = self.encode_images(inputs)
+        image_features = F.normalize(image_output.pooled, dim=-1)  # [B, D]
+        text_features = self.text_features_for(image_output, image_features)  # [C, D] or [B, C, D]
+        logits = self.compute_logits(image_features, text_features)  # [B, C]
+        if mode == "tensor":
+            return logits
+        labels = _labels(data_samples, logits.device)
+        if mode == "predict":
+            return self.predictions(logits, labels)
+        if labels is None:
+            raise KeyError("loss mode needs data_samples['label'] (class indices [B])")
+        outputs = dict(
+            task="classification",
+            images=inputs,
+            image_output=image_output,
+            image_features=image_features,
+            text_features=text_features,
+            logits=logits,
+            logit_scale=self.clip.logit_scale.exp(),
+            labels=labels,
+            classnames=self.classnames,
+        )
+        return self.add_plugin_losses(self.classification_loss(logits, labels), outputs)
 
 
 def _labels(data_samples: dict[str, Any] | None, device: torch.device) -> torch.Tensor | None:
