@@ -155,7 +155,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS) - set(DIST_ROWS))
     if unknown or not rows:
-        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS + DIST_ROWS)}")
     args.rows = [r for r in ROWS + DIST_ROWS if r in rows]
     if args.repeats < 1 or args.batch < 1 or args.num_classes < 1 or args.n_ctx < 1:
         parser.error("--repeats, --batch, --num-classes and --n-ctx must be >= 1")
