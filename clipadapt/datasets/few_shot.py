@@ -142,10 +142,16 @@ class FewShotDataset(BaseClipDataset):
         out = {}
         for split in (s for s in SPLITS if s in raw):
             entries = []
+            if not isinstance(raw[split], list):
+                raise ValueError(
+                    f"split file {path}: {split!r} is {raw[split]!r}, not a list of [relpath, label, classname]"
+                )
             for i, entry in enumerate(raw[split]):
                 ok = isinstance(entry, (list, tuple)) and len(entry) == 3
                 if not ok or not (isinstance(entry[0], str) and type(entry[1]) is int and isinstance(entry[2], str)):
                     raise ValueError(f"split file {path}: {split}[{i}] = {entry!r} is not [relpath, label, classname]")
+                if not entry[2].strip():
+                    raise ValueError(f"split file {path}: {split}[{i}] = {entry!r} has an empty class name")
                 entries.append((entry[0], entry[1], entry[2]))
             out[split] = entries
         return out

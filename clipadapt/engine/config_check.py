@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import types
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,7 +21,14 @@ from mmengine.runner import Runner
 from clipadapt import registry as R
 from clipadapt.plugins import load_plugin_modules
 
-__all__ = ["ConfigKeyError", "check_config", "known_arguments"]
+__all__ = [
+    "ConfigKeyError",
+    "ConfigValueError",
+    "check_cfg_options",
+    "check_config",
+    "check_values",
+    "known_arguments",
+]
 
 # Read by Runner.from_cfg / Runner itself, or by MMEngine's config machinery.
 _RUNNER_KEYS = set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
@@ -148,9 +158,11 @@ def check_config(cfg: Any) -> None:
             f"unknown top-level config key {key!r}{_suggest(key, TOP_LEVEL_KEYS)} "
             "(helper variables of a config file must start with '_')"
         )
+    # Before any type check: an installed package may register tasks, datasets or hooks (not only plugins)
+    # in the module its clipadapt.plugins entry point names.
+    load_plugin_modules()  # built-in plugins and the clipadapt.plugins entry points
     model = cfg.get("model")
     _check(model, _scoped(R.MODELS, scope), "model")
-    load_plugin_modules()  # built-in plugins and the clipadapt.plugins entry points
     if isinstance(model, dict):
         for suffix, plugin in _items(model.get("plugins")):
             _check(plugin, R.PLUGINS, f"model.plugins{suffix}")
@@ -203,3 +215,109 @@ def check_config(cfg: Any) -> None:
             f"param_scheduler{suffix}",
             extra={"optimizer", "convert_to_iter_based"},
         )
+    check_values(cfg)  # then the values: the wrong type or range, named with key and value
+
+
+# ------------------------------------------------------------------------------------------ values
+class ConfigValueError(ConfigKeyError):
+    """A config value of the wrong type or range (a subclass of :class:`ConfigKeyError`, so the tools
+    report both the same way: before the runner is built, naming the config)."""
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # True is an int to Python, never a count here
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_SIMPLE_TYPES: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    int: ("a whole number", _is_int),
+    float: ("a finite number", _is_number),
+    bool: ("True or False", lambda v: type(v) is bool),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def _check_types(cfg: Any, cls: Any, where: str) -> None:
+    """Check ``cfg``'s values against the ``int`` / ``float`` / ``bool`` / ``str`` annotations of ``cls``."""
+    if not isinstance(cfg, dict) or cls is None:
+        return
+    try:
+        hints = typing.get_type_hints(cls.__init__ if inspect.isclass(cls) else cls)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return
+    for key, value in cfg.items():
+        hint = hints.get(key)
+        if key == "type" or hint is None:
+            continue
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if not all(o in _SIMPLE_TYPES or o is type(None) for o in options):
+            continue  # a richer type (a list, a dict, a class): left to the class
+        if (value is None and type(None) in options) or any(
+            o in _SIMPLE_TYPES and _SIMPLE_TYPES[o][1](value) for o in options
+        ):
+            continue
+        expected = " or ".join(_SIMPLE_TYPES[o][0] if o in _SIMPLE_TYPES else "None" for o in options)
+        raise ConfigValueError(f"{where}.{key}={value!r}: {getattr(cls, '__name__', cls)} expects {expected}")
+
+
+def _need(ok: bool, where: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ConfigValueError(f"{where}={value!r}: {what}")
+
+
+def check_values(cfg: Any) -> None:
+    """Raise :class:`ConfigValueError` for the first value that would fail later, naming its key and value.
+
+    Checked: the loop lengths and intervals of ``train_cfg`` (whole numbers >= 1), the optimizer's
+    ``lr`` (a finite number >= 0: ``nan`` / ``inf`` / ``"fast"`` are refused), the data loaders'
+    ``batch_size``, and the arguments of clipadapt's model and of every plugin against their ``int`` /
+    ``float`` / ``bool`` / ``str`` annotations (``num_tokens="two"`` or ``2.5``).
+    """
+    train = cfg.get("train_cfg")
+    if isinstance(train, dict):
+        for key in ("max_epochs", "max_iters", "val_interval", "val_begin"):
+            if key in train:
+                _need(
+                    _is_int(train[key]) and train[key] >= 1,
+                    f"train_cfg.{key}",
+                    train[key],
+                    "must be a whole number >= 1",
+                )
+    wrapper = cfg.get("optim_wrapper")
+    optimizer = wrapper.get("optimizer") if isinstance(wrapper, dict) else None
+    if isinstance(optimizer, dict) and "lr" in optimizer:
+        lr = optimizer["lr"]
+        _need(_is_number(lr) and lr >= 0, "optim_wrapper.optimizer.lr", lr, "must be a finite number >= 0")
+    for phase in ("train", "val", "test"):
+        loader = cfg.get(f"{phase}_dataloader")
+        if isinstance(loader, dict) and "batch_size" in loader:
+            size = loader["batch_size"]
+            _need(_is_int(size) and size >= 1, f"{phase}_dataloader.batch_size", size, "must be a whole number >= 1")
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        return
+    kind = model.get("type")
+    registry = _scoped(R.MODELS, cfg.get("default_scope") or R.MODELS.scope)
+    cls = registry.get(kind) if isinstance(kind, str) else kind
+    if getattr(cls, "__module__", "").split(".")[0] in ("clipadapt", "clipadapt_plugins"):
+        _check_types(model, cls, "model")
+    for suffix, plugin in _items(model.get("plugins")):
+        if isinstance(plugin, dict) and isinstance(plugin.get("type"), str):
+            _check_types(plugin, R.PLUGINS.get(plugin["type"]), f"model.plugins{suffix}")
+
+
+def check_cfg_options(items: Iterable[str]) -> None:
+    """Raise :class:`ConfigValueError` naming the first ``--cfg-options`` item that is not ``key=value``."""
+    from mmengine.config import DictAction
+
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigValueError(f"--cfg-options {item!r}: expected key=value (e.g. train_cfg.max_epochs=2)")
+        try:
+            DictAction._parse_iterable(value)
+        except (AssertionError, ValueError) as err:
+            raise ConfigValueError(f"--cfg-options {key}={value!r}: {err}") from None
