@@ -5,14 +5,15 @@ captioned scenes for 3 steps, once under DDP (``CPUDistributedDataParallel``) an
 activation checkpointing on. Both average the same per-rank gradients and compute every forward on the
 same parameter values (the sharded run all-gathers them whole), so they can differ only where a kernel
 adds its terms in another order (MKL picks its blocking by buffer alignment; FSDP2's all-gathered
-buffers are not the parameters' own). The bound on that is the one of tests/tools/test_ddp_contrastive.py:
+buffers are not the parameters' own). The bound on that, as for two DDP ranks against one process, is
 ``steps x terms x eps`` of how far each weight moved (Higham's bound for reordering a sum of ``terms``
 float32 numbers, the errors of the steps adding to first order), with ``terms`` the longest sum of a
 step, ``batch x 77`` text tokens. A bug (a gradient not averaged, a shard applied to the wrong rows, a
 replicated ``logit_scale`` not reduced) moves weights by a good part of their displacement.
 
-A third run in bf16 mixed precision checks that the parameters and checkpoint stay fp32 and that it
-trains like the fp32 run within bf16's rounding (eps 2^-8).
+A third run uses the large-batch loss (``local_loss=True``) and must end where DDP ends too. A fourth
+run in bf16 mixed precision checks that the parameters and checkpoint stay fp32 and that it trains like
+the fp32 run within bf16's rounding (eps 2^-8).
 """
 
 from __future__ import annotations
@@ -74,14 +75,18 @@ def runs(tmp_path_factory):
         "ddp": base,
         "sharded": base + "model = dict(grad_checkpointing=True)" + SHARDED.format(extra=""),
         "bf16": base + SHARDED.format(extra=', mixed_precision="bf16"'),
+        "local_loss": base + "model = dict(local_loss=True, loss_chunk_size=3)" + SHARDED.format(extra=""),
     }
     out = {name: dist_train(tmp_path, name, text, env) for name, text in texts.items()}
     out["start"] = initial_state(tmp_path / "ddp.py")
     return out
 
 
-def test_sharded_equals_ddp(runs):
-    (ddp_dir, _), (sharded_dir, log) = runs["ddp"], runs["sharded"]
+@pytest.mark.parametrize("name", ["sharded", "local_loss"])
+def test_sharded_equals_ddp(runs, name):
+    """Sharded with activation checkpointing; sharded with the large-batch loss (logits [4, 8] per rank
+    in chunks of 3 rows, against [8, 8]: the same sums in another order, inside the same bound)."""
+    (ddp_dir, _), (sharded_dir, log) = runs["ddp"], runs[name]
     assert "FullyShardedWrapper" in log and "Epoch(train) [3][1/1]" in log, log[-3000:]
     ddp, sharded, start = load(ddp_dir / "epoch_3.pth"), load(sharded_dir / "epoch_3.pth"), runs["start"]
     tolerance = STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps
