@@ -20,6 +20,8 @@ from mmengine.config import Config
 
 from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import add_runner_args, apply_runner_args, drop_training, prepare_run
+from clipadapt.engine.config_check import parse_args_checked
+from clipadapt.engine.workdir import no_trace_of_failed_start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", help="also write the metrics to this JSON file")
     add_runner_args(parser)
-    return parser.parse_args(argv)
+    return parse_args_checked(parser, argv)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -54,8 +56,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from mmengine.runner import Runner
 
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with no_trace_of_failed_start(cfg.work_dir):  # a failed evaluation leaves no empty log folder
+        runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as handle:

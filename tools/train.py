@@ -13,12 +13,21 @@ and its symbolic paths are resolved: ``synthetic://`` generates the synthetic wo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 
 from mmengine.config import Config
 
 from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import add_runner_args, apply_runner_args, prepare_run
+from clipadapt.engine.config_check import parse_args_checked
+from clipadapt.engine.workdir import (
+    WorkDirLock,
+    find_resume_checkpoint,
+    no_trace_of_failed_start,
+    remove_stale_temporaries,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 + loss scaling on GPU, bf16 on CPU)")
     add_runner_args(parser)
-    return parser.parse_args(argv)
+    return parse_args_checked(parser, argv)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -65,17 +74,34 @@ def main(argv: list[str] | None = None) -> None:
     enable_safe_resume()  # torch.load(weights_only=True) can read MMEngine's checkpoints
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    prepare_run(cfg, args.config)
+    prepare_run(cfg, args.config)  # keys and values checked: a bad one stops here, before anything is written
 
     from mmengine.runner import Runner
 
-    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else _build_custom_runner(cfg)
-    try:
-        runner.train()
-    except BaseException:
-        _close_process_group(wait_for_ranks=False)  # the other ranks may never reach a barrier
-        raise
-    _close_process_group(wait_for_ranks=True)
+    rank0 = int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0) == 0
+    # A run that fails before training starts leaves no log folder (nor the work dir it created).
+    with no_trace_of_failed_start(cfg.work_dir) as start, WorkDirLock(cfg.work_dir) if rank0 else nullcontext():
+        if rank0:
+            remove_stale_temporaries(cfg.work_dir)  # what a kill left mid-write; no other run owns them now
+        if args.resume == "auto":
+            _find_resume(cfg)
+        runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else _build_custom_runner(cfg)
+        runner.register_hook(start)
+        try:
+            runner.train()
+        except BaseException:
+            _close_process_group(wait_for_ranks=False)  # the other ranks may never reach a barrier
+            raise
+        _close_process_group(wait_for_ranks=True)
+
+
+def _find_resume(cfg: Config) -> None:
+    """``--resume`` without a path: the pointer's checkpoint, or the newest complete one, saying why."""
+    path, why = find_resume_checkpoint(cfg.work_dir)
+    if why:
+        print(f"--resume: {why}", file=sys.stderr)
+    cfg.load_from = path
+    cfg.resume = path is not None
 
 
 def _close_process_group(wait_for_ranks: bool) -> None:

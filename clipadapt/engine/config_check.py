@@ -28,6 +28,7 @@ __all__ = [
     "check_config",
     "check_values",
     "known_arguments",
+    "parse_args_checked",
 ]
 
 # Read by Runner.from_cfg / Runner itself, or by MMEngine's config machinery.
@@ -321,3 +322,21 @@ def check_cfg_options(items: Iterable[str]) -> None:
             DictAction._parse_iterable(value)
         except (AssertionError, ValueError) as err:
             raise ConfigValueError(f"--cfg-options {key}={value!r}: {err}") from None
+
+
+def parse_args_checked(parser: Any, argv: list[str] | None = None) -> Any:
+    """``parser.parse_args(argv)``; a malformed ``--cfg-options`` item exits naming it (argparse's usage
+    error) instead of MMEngine's bare ``ValueError`` / ``AssertionError``."""
+    import sys
+
+    try:
+        return parser.parse_args(argv)
+    except (ValueError, AssertionError):
+        argv = sys.argv[1:] if argv is None else list(argv)
+        items = argv[argv.index("--cfg-options") + 1 :] if "--cfg-options" in argv else []
+        items = items[: next((i for i, a in enumerate(items) if a.startswith("--")), len(items))]
+        try:
+            check_cfg_options(items)
+        except ConfigValueError as err:
+            parser.error(str(err))
+        raise
