@@ -1,6 +1,6 @@
 """clipadapt: prompt-learning and fine-grained adaptation plugins for CLIP."""
 
-from .adapter import load_adapter, read_adapter, save_adapter
+from .adapter import adapter_from_checkpoint, load_adapter, read_adapter, save_adapter
 from .factory import create_model, get_tokenizer, open_clip_model_config, to_open_clip_state_dict
 from .models.clip import CLIP
 from .models.config import list_models
@@ -14,6 +14,7 @@ __all__ = [
     "PLUGINS",
     "Plugin",
     "PluginCompatibilityError",
+    "adapter_from_checkpoint",
     "create_model",
     "get_tokenizer",
     "list_models",
