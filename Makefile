@@ -15,6 +15,8 @@ DOCS := $(VENV)/.stamp-docs
 MMDET := $(VENV)/.stamp-mmdet
 
 .PHONY: quickstart test bench lint docs mmdet clean-venv
+# One pip at a time into the same .venv, even under `make -j`.
+.NOTPARALLEL:
 
 $(CORE): setup.cfg pyproject.toml tools/bootstrap.py
 	@test -x $(PY) || { echo "==> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
