@@ -379,6 +379,8 @@ def ensure_synthetic_world(
         raise TypeError(f"unknown synthetic world parameters {unknown}; known: {_public_fields()}")
     config = WorldConfig(**params)
     root = Path(root)
+    if _is_current(root, load_manifest(root), config):
+        return root  # complete: nothing to write, so no write lock (the folder may be read-only)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
         if not _is_current(root, load_manifest(root), config):
