@@ -44,7 +44,8 @@ RECORDED_JSON = ROOT / "docs" / "assets" / "data" / "model_zoo.json"
 PLOTS = ROOT / "docs" / "assets" / "plots"
 EXPERIMENTS = ("prompt", "longclip", "fgclip", "moe", "ovd")
 
-B2N_CONFIGS = [f"configs/{m}/{m}_tiny-vit_1xb4_synthetic-warm-b2n.py" for m in ("maple", "coop", "ivlp", "promptsrc")]
+B2N_METHODS = ("maple", "coop", "cocoop", "ivlp", "promptsrc")
+B2N_CONFIGS = [f"configs/{m}/{m}_tiny-vit_1xb4_synthetic-warm-b2n.py" for m in B2N_METHODS]
 ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py"
 DARK_ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py"
 LONGCLIP = "configs/longclip/longclip_tiny-vit_1xb64_synthetic-long.py"
@@ -78,6 +79,7 @@ PROMPT_NAMES = {
     "zeroshot": "zero-shot CLIP",
     "maple": "MaPLe",
     "coop": "CoOp",
+    "cocoop": "CoCoOp",
     "ivlp": "IVLP",
     "promptsrc": "PromptSRC",
 }

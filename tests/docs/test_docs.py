@@ -55,6 +55,7 @@ PLUGIN_PAGES = {
     "plugins/vpt.md": ("VPT", ["vpt"]),
     "plugins/maple.md": ("MaPLe", ["maple"]),
     "plugins/coop.md": ("CoOp", ["coop"]),
+    "plugins/cocoop.md": ("CoCoOp", ["cocoop"]),
     "plugins/ivlp.md": ("IVLP", ["ivlp", "promptsrc"]),
     "plugins/longclip.md": ("LongCLIP", ["longclip"]),
     "plugins/moe.md": ("MoEUpcycle", ["moe"]),

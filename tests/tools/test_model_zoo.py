@@ -48,10 +48,10 @@ def test_quick_prompt_run_produces_its_own_table_and_plot(tmp_path: Path, monkey
     assert results["prompt"]["source"] == str(work / "prompt")  # the run's outputs, not the recorded data
     with open(run_csv, newline="") as handle:
         runs = [r for r in csv.DictReader(handle) if r["seed"] != "mean"]
-    assert [r["method"].split("_")[0] for r in runs] == ["zeroshot", "maple", "coop", "ivlp", "promptsrc"]
+    assert [r["method"].split("_")[0] for r in runs] == ["zeroshot", "maple", "coop", "cocoop", "ivlp", "promptsrc"]
     assert {r["seed"] for r in runs} == {"1"}  # --quick: one seed
     rows = results["prompt"]["rows"]
-    assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "IVLP", "PromptSRC"]
+    assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "CoCoOp", "IVLP", "PromptSRC"]
     for row, run in zip(rows, runs):
         base, novel = float(run["base"]), float(run["novel"])
         assert row["base"] == pytest.approx(base, abs=0.005) and row["novel"] == pytest.approx(novel, abs=0.005)
