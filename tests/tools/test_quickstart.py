@@ -120,12 +120,13 @@ def test_a_detection_config_without_mmdetection_fails_with_one_line_naming_the_i
     config = ROOT / "configs" / "ovd" / "ovrcnn_tiny-vit_1xb8_synthetic-colour.py"
     script = HIDE_MMDET + "import runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     cmd = [sys.executable, "-c", script, str(ROOT / "tools" / "train.py"), str(config), "--work-dir", str(tmp_path)]
-    done = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, CLIPADAPT_CACHE=str(tmp_path / "cache"), CLIPADAPT_DATA=str(tmp_path / "world"))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "`make mmdet`" in lines[0] and "tools/install_mmdet.py" in lines[0], done.stderr
     assert lines[0].startswith(f"{config} needs MMDetection 3.3.0 and mmcv 2.1.0")
-    assert not (tmp_path / "world").exists()  # it stopped before building anything
+    assert not list(tmp_path.glob("world*")) and not (tmp_path / "cache").exists()  # it stopped before building
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash
