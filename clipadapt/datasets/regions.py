@@ -111,8 +111,11 @@ class RegionDataset(BaseClipDataset):
         category_template: Box category from its ``attributes`` (``"{colour} {shape}"``); ``None`` uses
             ``category_id`` and the ``categories`` list.
         classes: The category names in label order; ``None``: the sorted names found in the file.
-        max_boxes: At most this many boxes per image, a random subset each time outside
-            ``test_mode`` (FG-CLIP trains with 4); ``None`` keeps all.
+        max_boxes: At most this many boxes per image (FG-CLIP trains with 4); ``None`` keeps all.
+        box_selection: Which boxes ``max_boxes`` keeps in training: ``'random'`` (a new random subset
+            each time) or ``'first'`` (the first ones in annotation order, as FG-CLIP and FG-CLIP 2
+            take ``bbox_info[:4]``). ``test_mode`` always keeps the first ones.
+        caption_prefix: Put before every short caption (FG-CLIP and FG-CLIP 2: ``"a photo of "``).
         min_box_size: Boxes narrower or lower than this (pixels) after the pipeline are dropped.
         filter_empty: Drop images without boxes (with a counted warning) instead of keeping them.
         pipeline: Transform configs; ``None`` gives ``[LoadImage()]``.
@@ -141,6 +144,8 @@ class RegionDataset(BaseClipDataset):
         category_template: str | None = None,
         classes: Sequence[str] | None = None,
         max_boxes: int | None = None,
+        box_selection: str = "random",
+        caption_prefix: str = "",
         min_box_size: float = 1.0,
         filter_empty: bool = False,
         pipeline: Sequence[dict | Callable] | None = None,
@@ -148,6 +153,9 @@ class RegionDataset(BaseClipDataset):
     ) -> None:
         if max_boxes is not None and max_boxes < 1:
             raise ValueError(f"max_boxes must be >= 1 or None, got {max_boxes}")
+        if box_selection not in ("random", "first"):
+            raise ValueError(f"box_selection must be 'random' or 'first', got {box_selection!r}")
+        self.box_selection, self.caption_prefix = box_selection, str(caption_prefix)
         self.captions_file = captions_file
         self.caption_columns = (img_key, caption_key, long_caption_key)
         self.category_template = category_template
@@ -201,6 +209,8 @@ class RegionDataset(BaseClipDataset):
             for key in ("caption", "long_caption"):
                 if key in record or key in extra:
                     info[key] = str(record.get(key, extra.get(key)))
+            if "caption" in info:
+                info["caption"] = self.caption_prefix + info["caption"]
             if self.captions_file and not extra:
                 raise KeyError(f"captions file {self.captions_file} has no row for image {name!r} of {path}")
             images[image_id] = info
@@ -270,11 +280,12 @@ class RegionDataset(BaseClipDataset):
 
     # --------------------------------------------------------------------------------- samples
     def get_data_info(self, idx: int) -> dict:
-        """The sample's record with its boxes as ``BoundingBoxes`` (a random subset of ``max_boxes`` in training)."""
+        """The sample's record with its boxes as ``BoundingBoxes`` (``max_boxes`` of them, see ``box_selection``)."""
         info = super().get_data_info(idx)
         keep = list(range(len(info["bboxes"])))
         if self.max_boxes is not None and len(keep) > self.max_boxes:
-            keep = sorted(random.sample(keep, self.max_boxes)) if not self.test_mode else keep[: self.max_boxes]
+            at_random = self.box_selection == "random" and not self.test_mode
+            keep = sorted(random.sample(keep, self.max_boxes)) if at_random else keep[: self.max_boxes]
         info[BOX_KEY] = to_boxes([info["bboxes"][k] for k in keep], (int(info["height"]), int(info["width"])))
         for key in BOX_ALIGNED:
             info[key] = [info[key][k] for k in keep]

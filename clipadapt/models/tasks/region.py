@@ -16,10 +16,19 @@ from clipadapt.registry import MODELS
 
 from .base import ClipTask
 from .contrastive import clip_loss, gather_features
-from .region_losses import batch_hard_loss, cmr_loss, hard_negative_loss, region_contrastive_loss, tic_loss
-from .templates import class_prompts, ensemble_class_features, resolve_templates
+from .region_losses import (
+    batch_hard_loss,
+    cmr_loss,
+    cmr_margin,
+    hard_batch_columns,
+    hard_negative_loss,
+    region_contrastive_loss,
+    tic_loss,
+)
+from .region_texts import per_image, region_texts
+from .templates import encode_class_prompts, resolve_templates, tokenize_class_prompts
 
-__all__ = ["DEFAULT_LOSS_WEIGHTS", "RegionTextAlignment"]
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "FGCLIP_V1_LOSS_WEIGHTS", "RegionTextAlignment"]
 
 # FG-CLIP 2's weights: global ITC on short and long captions, 0.2 region ITC, 0.1 TIC, and 0.5 x its
 # hard-negative total (0.6 batch-wide CE + 3 x the (1+k)-way CE + 0.4 CMR hinge).
@@ -32,19 +41,18 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "cmr": 0.2,
     "tic": 0.1,
 }
+# FG-CLIP v1's (360CVGroup/FG-CLIP at b7b3342, fgclip.py): 0.1 region ITC, 0.5 x the 11-way CE, nothing else.
+FGCLIP_V1_LOSS_WEIGHTS: dict[str, float] = {
+    "region": 0.1,
+    "hard_negative": 0.5,
+    "hard_batch": 0.0,
+    "cmr": 0.0,
+    "tic": 0.0,
+}
+HARD_BATCH_COLUMNS = ("hard", "all")
+CMR_MARGINS = ("previous", "current")
 _REGION_TERMS = ("region", "hard_negative", "hard_batch", "cmr", "tic")
 _NEGATIVE_TERMS = ("hard_negative", "hard_batch", "cmr")
-
-
-def _per_image(samples: dict[str, Any], key: str, num_images: int, default: Any = None) -> list[Any]:
-    values = samples.get(key)
-    if values is None:
-        if default is None:
-            raise KeyError(f"RegionTextAlignment needs data_samples[{key!r}] (one entry per image; region_collate)")
-        return [default() for _ in range(num_images)]
-    if len(values) != num_images:
-        raise ValueError(f"data_samples[{key!r}] has {len(values)} entries for {num_images} images")
-    return list(values)
 
 
 @MODELS.register_module()
@@ -60,9 +68,10 @@ class RegionTextAlignment(ClipTask):
     ``global`` / ``long``: CLIP's InfoNCE on short / long captions (gathered across ranks);
     ``region``: symmetric InfoNCE over every box of the (local) batch, as FG-CLIP;
     ``hard_negative``: the (1+k)-way cross-entropy against attribute-swapped phrases;
-    ``hard_batch``: each box against every phrase and negative of the batch; ``cmr``: FG-CLIP 2's
-    rank hinge; ``tic``: FG-CLIP 2's textual intra-modal loss. Region and hard-negative terms have
-    their own learnable logit scales (initialised at ln 100, clamped to ``max_logit_scale``).
+    ``hard_batch``: FG-CLIP 2's batch-wide cross-entropy in both directions (region -> texts, phrase ->
+    regions); ``cmr``: FG-CLIP 2's rank hinge; ``tic``: FG-CLIP 2's textual intra-modal loss. Region and
+    hard-negative terms have their own learnable logit scales (initialised at ln 100, clamped to
+    ``max_logit_scale`` unless it is None). FG-CLIP v1's weights are :data:`FGCLIP_V1_LOSS_WEIGHTS`.
 
     Modes: ``loss`` -> ``{'loss_global', 'loss_long', 'loss_region', ..., **plugin losses}``;
     ``predict`` -> one dict per image for :class:`~clipadapt.evaluation.RegionMetric` and
@@ -76,7 +85,12 @@ class RegionTextAlignment(ClipTask):
         tic_topk: Neighbours per phrase in the TIC loss.
         tic_duplicate_threshold: TIC ignores phrase pairs more similar than this.
         init_logit_scale: Initial log of the region and hard-negative logit scales.
-        max_logit_scale: Upper bound of every logit scale (after ``exp``).
+        max_logit_scale: Upper bound of every logit scale (after ``exp``); None: no clamp (FG-CLIP's).
+        hard_batch_columns: Columns of the batch-wide CE: ``'hard'`` (FG-CLIP 2: the boxes with hard
+            negatives, against their phrases and all their negatives, duplicates kept) or ``'all'``
+            (every box against every distinct phrase and negative of the batch).
+        cmr_margin: ``'previous'`` (FG-CLIP 2: the margin measured at the previous training step, 0 at
+            the first; not checkpointed) or ``'current'`` (this batch's).
         classnames: Category names for region classification; usually set by ``ClassNamesHook``.
         templates: Prompt templates of the category names (a ``TEMPLATE_SETS`` name or strings).
         text_batch_size: Texts per text-tower call when building category features.
@@ -94,15 +108,24 @@ class RegionTextAlignment(ClipTask):
         tic_topk: int = 10,
         tic_duplicate_threshold: float = 0.95,
         init_logit_scale: float = math.log(100.0),
-        max_logit_scale: float = 100.0,
+        max_logit_scale: float | None = 100.0,
         classnames: Sequence[str] | None = None,
         templates: str | Sequence[str] = "simple",
         text_batch_size: int = 256,
         data_preprocessor: dict[str, Any] | nn.Module | None = None,
         grad_checkpointing: bool = False,
         init_cfg: dict[str, Any] | None = None,
+        hard_batch_columns: str = "hard",
+        cmr_margin: str = "previous",
     ) -> None:
         super().__init__(model_name, pretrained, plugins, data_preprocessor, grad_checkpointing, init_cfg)
+        if hard_batch_columns not in HARD_BATCH_COLUMNS or cmr_margin not in CMR_MARGINS:
+            raise ValueError(
+                f"hard_batch_columns must be one of {HARD_BATCH_COLUMNS} and cmr_margin one of {CMR_MARGINS}; "
+                f"got {hard_batch_columns!r}, {cmr_margin!r}"
+            )
+        self.hard_batch_columns, self.cmr_margin = hard_batch_columns, cmr_margin
+        self._cmr_tau = 0.0  # the previous training step's CMR margin (FG-CLIP 2's self.thresholds)
         unknown = sorted(set(loss_weights or {}) - set(DEFAULT_LOSS_WEIGHTS))
         if unknown:
             raise ValueError(f"unknown loss_weights {unknown}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
@@ -110,7 +133,7 @@ class RegionTextAlignment(ClipTask):
         negative = {k: v for k, v in self.loss_weights.items() if v < 0}
         if negative:
             raise ValueError(f"loss_weights must be >= 0, got {negative}")
-        if tic_topk < 1 or max_logit_scale <= 1 or text_batch_size < 1:
+        if tic_topk < 1 or (max_logit_scale is not None and max_logit_scale <= 1) or text_batch_size < 1:
             raise ValueError(
                 f"need tic_topk >= 1, max_logit_scale > 1, text_batch_size >= 1; got {tic_topk}, "
                 f"{max_logit_scale}, {text_batch_size}"
@@ -152,13 +175,16 @@ class RegionTextAlignment(ClipTask):
             self.classnames, self._class_cache = names, None
 
     def class_text_features(self) -> torch.Tensor:
-        """Normalised category features ``[C, D]`` (template ensemble), cached until the next ``train()``."""
+        """Normalised category features ``[C, D]`` (template ensemble; a prompt plugin's template when one is
+        attached), cached until the next ``train()``."""
         if not self.classnames:
             raise RuntimeError("RegionTextAlignment has no category names: pass classnames= or use ClassNamesHook")
         if self._class_cache is None or self._class_cache.device != self.device:
+            # A prompt plugin's template (CoOp's learned context) wins over the task's, as in PromptClassifier.
+            templates = self.clip.class_prompt_templates(self.templates)
+            tokens = tokenize_class_prompts(self.tokenizer, self.classnames, templates)
             with torch.no_grad():
-                features = self.encode_texts(class_prompts(self.classnames, self.templates))
-            self._class_cache = ensemble_class_features(features, len(self.classnames))
+                self._class_cache = encode_class_prompts(self.clip, tokens, len(self.classnames), self.text_batch_size)
         return self._class_cache
 
     def train(self, mode: bool = True) -> RegionTextAlignment:
@@ -186,33 +212,8 @@ class RegionTextAlignment(ClipTask):
         return F.normalize(features, dim=-1)
 
     def _boxes(self, samples: dict[str, Any], num_images: int) -> list[torch.Tensor]:
-        boxes = _per_image(samples, "boxes", num_images)
+        boxes = per_image(samples, "boxes", num_images)
         return [torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1, 4) for b in boxes]
-
-    def _region_texts(
-        self, samples: dict[str, Any], boxes: list[torch.Tensor], negatives: bool
-    ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Distinct texts of the batch, each box's phrase index ``[K]``, candidate indices and validity ``[K, 1+k]``."""
-        num_images = len(boxes)
-        phrases = _per_image(samples, "phrases", num_images)
-        negs = _per_image(samples, "hard_negatives", num_images, default=list) if negatives else [[]] * num_images
-        vocab: dict[str, int] = {}
-        rows: list[list[int]] = []
-        for i, (b, p, n) in enumerate(zip(boxes, phrases, negs, strict=True)):
-            n = n or [[] for _ in p]
-            if len(p) != b.shape[0] or len(n) != b.shape[0]:
-                raise ValueError(
-                    f"image {i} of the batch has {b.shape[0]} boxes, {len(p)} phrases and {len(n)} negative lists"
-                )
-            for phrase, box_negs in zip(p, n, strict=True):
-                rows.append([vocab.setdefault(t, len(vocab)) for t in [phrase, *box_negs]])
-        width = max((len(r) for r in rows), default=1)
-        index = torch.zeros(len(rows), width, dtype=torch.long)
-        valid = torch.zeros(len(rows), width, dtype=torch.bool)
-        for j, r in enumerate(rows):
-            index[j, : len(r)] = torch.tensor(r)
-            valid[j, : len(r)] = True
-        return list(vocab), index[:, 0].to(self.device), index.to(self.device), valid.to(self.device)
 
     def _captions(self, samples: dict[str, Any], key: str, num_images: int) -> list[str] | None:
         captions = samples.get(key)
@@ -224,6 +225,8 @@ class RegionTextAlignment(ClipTask):
         return captions
 
     def _clamp_scales(self) -> None:
+        if self.max_logit_scale is None:
+            return
         with torch.no_grad():
             for scale in (self.clip.logit_scale, self.region_logit_scale, self.hard_logit_scale):
                 scale.clamp_(0, math.log(self.max_logit_scale))
@@ -274,7 +277,7 @@ class RegionTextAlignment(ClipTask):
         regions = phrase_features = None
         if needs_regions:
             negatives = any(w[k] > 0 for k in _NEGATIVE_TERMS)
-            texts, phrase_idx, cand_idx, valid = self._region_texts(samples, boxes, negatives)
+            texts, phrase_idx, cand_idx, valid = region_texts(samples, boxes, negatives, self.device)
             vocab_features = self.encode_texts(texts)  # [M, D]
             regions = self.region_features(vision, boxes)  # [K, D]
             phrase_features = vocab_features[phrase_idx] if texts else regions.detach() * 0
@@ -308,6 +311,9 @@ class RegionTextAlignment(ClipTask):
         w = self.loss_weights
         if regions.shape[0] == 0:  # no box in the batch: zero terms that keep the graph connected
             zero = regions.sum() * 0.0
+            if w["cmr"] > 0 and self.training:  # every rank joins the margin's all-reduce
+                empty = regions.new_zeros(0, 1)
+                self._cmr_tau = float(cmr_margin(empty[:, 0], empty, empty.bool()))
             return {f"loss_{k}": zero for k in _REGION_TERMS if w[k] > 0}
         region_scale, hard_scale = self.region_logit_scale.exp(), self.hard_logit_scale.exp()
         losses = {}
@@ -319,10 +325,21 @@ class RegionTextAlignment(ClipTask):
                 regions, candidates, valid, hard_scale
             )
         if w["hard_batch"] > 0:
-            losses["loss_hard_batch"] = w["hard_batch"] * batch_hard_loss(regions, vocab, phrase_idx, hard_scale)
+            if self.hard_batch_columns == "hard":
+                rows, texts, targets = hard_batch_columns(candidates, valid)
+                loss = batch_hard_loss(regions[rows], texts, targets, hard_scale, phrases[rows])
+                loss = loss if rows.any() else regions.sum() * 0.0
+            else:
+                loss = batch_hard_loss(regions, vocab, phrase_idx, hard_scale, phrases)
+            losses["loss_hard_batch"] = w["hard_batch"] * loss
         if w["cmr"] > 0:
             scores = hard_scale * torch.einsum("nd,nkd->nk", regions, candidates)
-            losses["loss_cmr"] = w["cmr"] * cmr_loss(scores[:, 0], scores[:, 1:], valid[:, 1:])
+            positive, negatives, neg_valid = scores[:, 0], scores[:, 1:], valid[:, 1:]
+            tau = cmr_margin(positive, negatives, neg_valid)
+            previous = self.cmr_margin == "previous"
+            losses["loss_cmr"] = w["cmr"] * cmr_loss(positive, negatives, neg_valid, self._cmr_tau if previous else tau)
+            if self.training:
+                self._cmr_tau = float(tau)
         if w["tic"] > 0:
             losses["loss_tic"] = w["tic"] * tic_loss(phrases, self.tic_topk, self.tic_duplicate_threshold)
         return losses
@@ -337,7 +354,9 @@ class RegionTextAlignment(ClipTask):
             classes = self.class_text_features().float().cpu() if self.classnames else None
             texts = phrase_idx = cand_idx = valid = vocab = None
             if "phrases" in samples:
-                texts, phrase_idx, cand_idx, valid = self._region_texts(samples, boxes, "hard_negatives" in samples)
+                texts, phrase_idx, cand_idx, valid = region_texts(
+                    samples, boxes, "hard_negatives" in samples, self.device
+                )
                 vocab = self.encode_texts(texts).float().cpu()
             captions = {
                 key: self.encode_texts(c).float().cpu()
@@ -345,7 +364,7 @@ class RegionTextAlignment(ClipTask):
                 if (c := self._captions(samples, key, num_images)) is not None
             }
         regions = regions.float().cpu()
-        labels = _per_image(samples, "box_labels", num_images, default=lambda: None)
+        labels = per_image(samples, "box_labels", num_images, default=lambda: None)
         results, start = [], 0
         for i, b in enumerate(boxes):
             rows = slice(start, start + b.shape[0])

@@ -7,10 +7,12 @@ exponentiated; ``r`` region features, ``t`` their phrase features):
   pairs on the diagonal, over every box of the batch; optionally some negatives are ignored (CLOC).
 - :func:`hard_negative_loss`: per box, a (1 + k)-way cross-entropy of ``s * r . [t_pos, t_neg_1..k]``
   with target 0; rows may have different ``k`` (padding is masked).
-- :func:`batch_hard_loss`: FG-CLIP 2's cross-entropy of each box against every positive and negative
-  phrase of the batch.
-- :func:`cmr_loss`: FG-CLIP 2's hinge ``relu(tau + s_neg - s_pos)`` with ``tau = mean(s_pos) -
-  mean(s_neg)`` (no gradient, averaged over ranks, clamped to [0, 10]).
+- :func:`batch_hard_loss`: FG-CLIP 2's batch-wide cross-entropy, in both directions: each box against
+  the batch's texts, and each box's phrase against the boxes (:func:`hard_batch_columns` picks
+  FG-CLIP 2's columns: the hard boxes' phrases and all their negatives, duplicates kept).
+- :func:`cmr_loss`: FG-CLIP 2's hinge ``relu(tau + s_neg - s_pos)``; :func:`cmr_margin` gives ``tau =
+  mean(s_pos) - mean(s_neg)`` (no gradient, averaged over ranks, clamped to [0, 10]), which FG-CLIP 2
+  applies at the next step.
 - :func:`tic_loss`: FG-CLIP 2's textual intra-modal contrastive loss over the phrases.
 """
 
@@ -22,7 +24,15 @@ from mmengine import dist
 
 from .contrastive import clip_loss
 
-__all__ = ["batch_hard_loss", "cmr_loss", "hard_negative_loss", "region_contrastive_loss", "tic_loss"]
+__all__ = [
+    "batch_hard_loss",
+    "cmr_loss",
+    "cmr_margin",
+    "hard_batch_columns",
+    "hard_negative_loss",
+    "region_contrastive_loss",
+    "tic_loss",
+]
 
 
 def region_contrastive_loss(
@@ -62,39 +72,81 @@ def hard_negative_loss(
 
 
 def batch_hard_loss(
-    regions: torch.Tensor, texts: torch.Tensor, targets: torch.Tensor, logit_scale: torch.Tensor
+    regions: torch.Tensor,
+    texts: torch.Tensor,
+    targets: torch.Tensor,
+    logit_scale: torch.Tensor,
+    phrases: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of each region against every phrase of the batch, positives and negatives alike.
+    """Batch-wide cross-entropy: each region against ``texts``; with ``phrases``, averaged with the
+    reverse direction, each region's phrase against the regions (FG-CLIP 2's
+    ``hard_contrastive_total_loss``: ``(CE(r @ T.T) + CE(p @ r.T)) / 2``).
 
     Args:
         regions: ``[N, D]``.
-        texts: ``[M, D]``: the distinct phrases of the batch (every box's phrase and negatives).
+        texts: ``[M, D]``: the columns (FG-CLIP 2: :func:`hard_batch_columns`).
         targets: ``[N]``: the row of ``texts`` that is each region's phrase.
         logit_scale: Scalar.
+        phrases: ``[N, D]``: each region's phrase, for the phrase -> region direction; None: one direction.
     """
-    logits = (logit_scale * regions @ texts.t()).float()
-    return F.cross_entropy(logits, targets)
+    forward = F.cross_entropy((logit_scale * regions @ texts.t()).float(), targets)
+    if phrases is None:
+        return forward
+    labels = torch.arange(regions.shape[0], device=regions.device)
+    return (forward + F.cross_entropy((logit_scale * phrases @ regions.t()).float(), labels)) / 2
 
 
-def cmr_loss(positive: torch.Tensor, negatives: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def hard_batch_columns(
+    candidates: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FG-CLIP 2's columns of the batch-wide cross-entropy: boxes with hard negatives only; the columns are
+    their phrases, then every one of their negatives, box by box (duplicates kept).
+
+    Args:
+        candidates: ``[N, 1 + K, D]``: each box's phrase then its negatives.
+        valid: ``[N, 1 + K]`` bool.
+
+    Returns:
+        ``rows`` ``[N]`` bool (the hard boxes, H of them), ``texts`` ``[H + n_neg, D]`` and ``targets``
+        ``[H]`` (``arange``: the phrases come first).
+    """
+    rows = valid[:, 1:].any(dim=1)
+    hard, hard_valid = candidates[rows], valid[rows]  # [H, 1+K, D], [H, 1+K]
+    texts = torch.cat([hard[:, 0], hard[:, 1:][hard_valid[:, 1:]]])
+    return rows, texts, torch.arange(hard.shape[0], device=candidates.device)
+
+
+def cmr_margin(positive: torch.Tensor, negatives: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``tau`` of the CMR hinge: mean positive minus mean valid negative score, over every rank's boxes,
+    without gradient, clamped to [0, 10]. Zero when no negative is valid anywhere."""
+    with torch.no_grad():
+        pos, neg = positive.float()[valid.any(dim=1)], negatives.float()[valid]
+        sums = torch.stack([pos.sum(), neg.sum(), pos.new_tensor(pos.numel()), pos.new_tensor(neg.numel())])
+        if dist.get_world_size() > 1:
+            dist.all_reduce(sums, op="sum")
+        if sums[3] == 0:
+            return sums.new_zeros(())
+        return (sums[0] / sums[2] - sums[1] / sums[3]).clamp(0.0, 10.0)
+
+
+def cmr_loss(
+    positive: torch.Tensor, negatives: torch.Tensor, valid: torch.Tensor, tau: torch.Tensor | float | None = None
+) -> torch.Tensor:
     """FG-CLIP 2's cross-modal rank hinge ``mean relu(tau + s_neg - s_pos)`` over the valid negatives.
 
-    ``tau`` is the batch's mean positive minus mean negative score (averaged over ranks, without
-    gradient, clamped to [0, 10]): each negative must trail its positive by the current average margin.
+    Each negative must trail its positive by the margin ``tau``: the given one (FG-CLIP 2 uses the
+    previous step's :func:`cmr_margin`, 0 at the first step), or None for this batch's own.
 
     Args:
         positive: ``[N]`` scaled scores of each region with its phrase.
         negatives: ``[N, K]`` scaled scores with its hard negatives.
         valid: ``[N, K]`` bool, False on padding.
+        tau: The margin; None: :func:`cmr_margin` of these scores.
     """
+    if tau is None:
+        tau = cmr_margin(positive, negatives, valid)
     if not valid.any():
         return negatives.sum() * 0.0
-    with torch.no_grad():
-        pos, neg = positive.float(), negatives.float()[valid]
-        sums = torch.stack([pos.sum(), neg.sum(), pos.new_tensor(pos.numel()), pos.new_tensor(neg.numel())])
-        if dist.get_world_size() > 1:
-            dist.all_reduce(sums, op="sum")
-        tau = (sums[0] / sums[2] - sums[1] / sums[3]).clamp(0.0, 10.0)
     hinge = F.relu(tau + negatives.float() - positive.float()[:, None])
     return hinge[valid].mean()
 
