@@ -96,10 +96,14 @@ def describe(cfg: Any) -> str:
 
 def count_classes(cfg: Any) -> int:
     """Classes of the test split, as the test run sees them (after any base/novel subsampling)."""
-    from clipadapt.engine import prepare_config
+    from clipadapt.engine import resolve_uri
     from clipadapt.registry import DATASETS
 
-    dataset = prepare_config(copy.deepcopy(cfg), check=False).test_dataloader.dataset
+    world = dict(cfg.get("synthetic_world") or {})
+    dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+    for key, value in dataset.items():  # synthetic:// paths only: nothing else gets built here
+        if isinstance(value, str):
+            dataset[key] = resolve_uri(value, world)
     return len(DATASETS.build(dataset).metainfo["classes"])
 
 
