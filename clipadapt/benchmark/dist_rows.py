@@ -12,7 +12,7 @@
     The contrastive loss of a global batch of ``--dist-global-batch`` (4,096) pairs of the model's
     embedding width, as one of 2 ranks computes it: ``clip_loss`` on the gathered ``N x N`` logits
     (what ``gather_features`` does) against the large-batch loss (the rank's ``N / 2`` rows) and its
-    chunked variant (256 rows at a time). MiB that autograd keeps for backward (measured, features
+    chunked variant (256 rows at a time). MiB that autograd keeps for backward (measured; the input features
     excluded) and the size of one logits matrix per rank (computed); ``ratio`` = full / local saved
     MiB. Single process: the rank's share needs no communication (``local_clip_loss_sum``).
 """
