@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from clipadapt.adapter import adapter_metadata, adapter_state_dict
 from clipadapt.registry import HOOKS
 
-__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "ProgressBarHook", "unwrap"]
+__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "FiniteParametersHook", "ProgressBarHook", "unwrap"]
 
 CLIP_PREFIX = "clip."  # where the tasks keep their CLIP
 
@@ -157,6 +158,43 @@ def _check_fit(runner: Any, checkpoint: dict) -> None:
     raise CheckpointMismatchError(
         f"checkpoint {source} does not fit the model {type(unwrap(runner.model)).__name__}: " + "; ".join(parts)
     )
+
+
+def non_finite_parameters(model: Any) -> list[str]:
+    """Names of the trainable parameters that hold a NaN or an infinity (one device sync)."""
+    params = [(name, p) for name, p in unwrap(model).named_parameters() if p.requires_grad]
+    if not params:
+        return []
+    finite = torch.stack([p.detach().isfinite().all() for _, p in params]).tolist()
+    return [name for (name, _), ok in zip(params, finite) if not ok]
+
+
+@HOOKS.register_module()
+class FiniteParametersHook(Hook):
+    """Stop training as soon as a trainable parameter is NaN or infinite, before any checkpoint holds it.
+
+    The task's loss guard refuses a non-finite loss before the update; an update can still overflow with
+    a finite loss (a huge learning rate, an exploding gradient). This hook checks the trainable
+    parameters after every step, ahead of ``CheckpointHook`` (which saves at ``VERY_LOW`` priority), and
+    again before any checkpoint is written, and raises ``FloatingPointError`` naming the parameters.
+    """
+
+    priority = "ABOVE_NORMAL"
+
+    def _check(self, runner: Any, when: str) -> None:
+        bad = non_finite_parameters(runner.model)
+        if bad:
+            shown = ", ".join(bad[:6]) + (f" (+{len(bad) - 6} more)" if len(bad) > 6 else "")
+            raise FloatingPointError(
+                f"non-finite trainable parameters {when} (iteration {runner.iter + 1}): {shown}; no checkpoint "
+                "was written with them (lower the learning rate, or clip gradients with optim_wrapper.clip_grad)"
+            )
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self._check(runner, "after the optimizer step")
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        self._check(runner, "at a checkpoint save")
 
 
 @HOOKS.register_module()

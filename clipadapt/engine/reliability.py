@@ -25,8 +25,10 @@ deleted file. Here:
 
 from __future__ import annotations
 
+import os
 import os.path as osp
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,65 @@ class AtomicCheckpointHook(CheckpointHook):
         if kwargs.get("backend_args") is None and kwargs.get("file_client_args") is None and "://" not in out_dir:
             kwargs["backend_args"] = {"backend": ATOMIC_BACKEND}
         super().__init__(*args, **kwargs)
+
+    def before_train(self, runner: Any) -> None:
+        super().before_train(runner)
+        if runner.iter == 0:
+            return  # a fresh run (or a load_from that is not a resume)
+        self.last_ckpt = runner.message_hub.get_info("last_ckpt")  # a best update re-saves it, as before the kill
+        if is_main_process():
+            self._prune_orphans(runner)
+        if self._validation_was_due(runner):
+            runner.logger.info(
+                "resumed at the end of an epoch whose validation was due: validating it again, so that a kill "
+                "during that validation cannot change the best checkpoint"
+            )
+            runner.val_loop.run()
+
+    def _validation_was_due(self, runner: Any) -> bool:
+        """Whether the loop validated (or was validating) right after the checkpoint it resumed from."""
+        loop = runner.train_loop
+        if runner.val_loop is None or not hasattr(loop, "val_interval"):
+            return False
+        if hasattr(loop, "_max_epochs"):  # EpochBasedTrainLoop
+            if not self.by_epoch:
+                return False  # an iteration checkpoint inside an epoch: no validation ran after it
+            done, last = loop._epoch, loop._max_epochs
+        else:  # IterBasedTrainLoop
+            done, last = loop._iter, loop._max_iters
+        return done >= loop.val_begin and (done % loop.val_interval == 0 or done == last)
+
+    def _prune_orphans(self, runner: Any) -> None:
+        """Remove checkpoints that ``max_keep_ckpts`` dropped but a kill left (killed between the new file
+        and the removal of the old one): names of this hook's template, older than the kept ones."""
+        if self.max_keep_ckpts <= 0 or not self.keep_ckpt_ids or not isinstance(self.file_backend, LocalBackend):
+            return
+        pattern = re.compile("^" + re.escape(self.filename_tmpl).replace(r"\{\}", r"(\d+)") + "$")
+        newest = max(self.keep_ckpt_ids)
+        for name in sorted(os.listdir(self.out_dir)) if osp.isdir(self.out_dir) else []:
+            match = pattern.match(name)
+            if match and int(match.group(1)) < newest and int(match.group(1)) not in self.keep_ckpt_ids:
+                self._remove(int(match.group(1)))
+                runner.logger.info(f"removed {name}: max_keep_ckpts={self.max_keep_ckpts} had dropped it before a kill")
+
+    def _save_best_checkpoint(self, runner: Any, metrics: dict) -> None:
+        """MMEngine's, with one order reversed: the new best checkpoint is written before the old one is
+        removed (MMEngine removes first, so a kill in between left no best checkpoint at all)."""
+        backend, deferred = self.file_backend, []
+        backend.remove = backend.rmtree = deferred.append  # instance attributes: collect, remove later
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del backend.remove, backend.rmtree
+        current = {str(getattr(self, "best_ckpt_path", None))}
+        current |= {str(p) for p in getattr(self, "best_ckpt_path_dict", {}).values()}
+        for path in deferred:
+            if str(path) in current:
+                continue  # the same name re-saved (the same epoch validated again after a resume)
+            if backend.isfile(path):
+                backend.remove(path)
+            elif backend.isdir(path):
+                backend.rmtree(path)
 
     def _track(self, runner: Any, step: int) -> int | None:
         """Record ``step`` among the kept checkpoints; return the step whose file is to go, if any."""
@@ -182,7 +243,8 @@ class RandomStateHook(Hook):
 
 def use_reliable_checkpoints(cfg: Any) -> Any:
     """Swap MMEngine's ``CheckpointHook`` in ``cfg.default_hooks`` for :class:`AtomicCheckpointHook` and
-    add :class:`RandomStateHook` (unless the config names its own ``rng_state`` hook)."""
+    add :class:`RandomStateHook` and :class:`~clipadapt.engine.hooks.FiniteParametersHook` (unless the
+    config names its own ``rng_state`` / ``finite_params`` hook)."""
     hooks = cfg.get("default_hooks")
     if hooks is None:
         return cfg
@@ -192,4 +254,5 @@ def use_reliable_checkpoints(cfg: Any) -> Any:
     if checkpoint is not None and checkpoint.get("type") in ("CheckpointHook", CheckpointHook):
         checkpoint["type"] = f"{prefix}AtomicCheckpointHook"
     hooks.setdefault("rng_state", dict(type=f"{prefix}RandomStateHook"))
+    hooks.setdefault("finite_params", dict(type=f"{prefix}FiniteParametersHook"))  # no NaN weights in a checkpoint
     return cfg
