@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -86,16 +87,20 @@ def test_quickstart_prints_its_table_and_a_checkpoint_that_loads_without_mmdet(t
     # nothing may try MMDetection.
     assert set(report["tried"]) <= {"mmcv"} and report["loaded"] == [], report
 
-    result = report["result"]
-    assert result["classes"] == 4
-    table = out[out.index("| synthetic 'dark' domain, 4 classes |") :].splitlines()
+    # Whatever DEMO names (the plugin config and the domain), on the 4-class world.
+    quickstart = runpy.run_path(str(ROOT / "tools" / "quickstart.py"))
+    result, domain = report["result"], quickstart["DEMO"]["domain"]
+    classes = result["classes"]
+    assert classes in (2, 4)  # all classes, or the base half of a base-to-novel config
+    table = out[out.index(f"| synthetic '{domain}' domain, {classes} classes | top-1 | top-5 |") :].splitlines()
     zero, trained = result["zero_shot"], result["trained"]
     assert table[2] == f"| zero-shot tiny CLIP | {zero['accuracy/top1']:.1f} | {zero['accuracy/top5']:.1f} |"
-    assert table[3].startswith("| + VPT, 4 shots per class | ")
-    gain = trained["accuracy/top1"] - zero["accuracy/top1"]
-    assert table[4].startswith(f"| **gain** | **{gain:+.1f}** | ")
-    assert table[5] == "| chance | 25.0 | 100.0 |"  # 4 classes: top-5 always hits
-    quickstart = __import__("runpy").run_path(str(ROOT / "tools" / "quickstart.py"))
+    name, top1, top5 = (cell.strip() for cell in table[3].strip("|").split("|"))
+    assert name.startswith("+ ") and name.endswith(", 4 shots per class"), name  # "+ VPT, 4 shots per class"
+    assert (top1, top5) == (f"{trained['accuracy/top1']:.1f}", f"{trained['accuracy/top5']:.1f}")
+    gain = [trained[k] - zero[k] for k in ("accuracy/top1", "accuracy/top5")]
+    assert table[4] == f"| **gain** | **{gain[0]:+.1f}** | **{gain[1]:+.1f}** |"
+    assert table[5] == f"| chance | {100 / classes:.1f} | {100 * min(5, classes) / classes:.1f} |"
     next_steps = out[out.index("Next:") :]
     for what, command, _ in quickstart["NEXT"]:
         assert f"{what}:" in next_steps and command in next_steps
@@ -106,7 +111,7 @@ def test_quickstart_prints_its_table_and_a_checkpoint_that_loads_without_mmdet(t
     from clipadapt.registry import MODELS
 
     state = checkpoint_state(Path(result["checkpoint"]))
-    assert state and all(".plugins.vpt." in key for key in state), sorted(state)
+    assert state and all(".plugins." in key for key in state), sorted(state)  # the plugin's, nothing else
     cfg = Config.fromfile(str(ROOT / quickstart["DEMO"]["config"]))
     cfg.model.pretrained = None
     model = MODELS.build(cfg.model)
