@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The demo: the plugin config the quickstart trains, and the synthetic world's domain it trains and tests
 # on ("dark" is a domain the tiny CLIP's pretraining never sees). The domain picks every data loader's
 # split file (split_synthetic_<domain>.json); zero-shot is the same config without plugins, same images.
+# Changing it: the README's quickstart paragraph and docs/getting-started.md (steps 3-4, the commands
+# after them) describe it; tests/tools/test_quickstart.py follows it by itself.
 DEMO = dict(config="configs/vpt/vpt_tiny-vit_1xb32_synthetic-dark-16shot.py", domain="dark")
 
 # What a user runs next: (what for, the command, a note).
