@@ -2,7 +2,9 @@
 # real region data: the Prompter pools regions; L = L_CLIP + lambda (L_CLOC + L_grounding), lambda = 1;
 # 4 regions per image; AdamW lr 5e-4, betas (0.9, 0.98), wd 0.2, 2k warm-up iterations, cosine;
 # batch 32768 (512 x 64 GPUs), 224 px; everything trains. CLOC pretrains from scratch on ~14B
-# samples; to continue from CLIP weights set model.pretrained and lower the lr.
+# samples (CLOC's code is not public: the schedule's shape, warm-up then a cosine from its end, and the
+# activation are assumptions). To continue from OpenAI's CLIP weights set model.pretrained, use
+# model_name="ViT-B-16-quickgelu" (OpenAI's CLIP uses QuickGELU) and lower the lr.
 #   bash tools/dist_train.sh configs/cloc/cloc_vit-b-16_64xb512_regions.py 8 \
 #       --cfg-options data_root=/path/to/regions
 _base_ = ["../_base_/schedules/adamw_region_finetune.py", "../_base_/default_runtime.py"]
@@ -45,6 +47,6 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(type="AmpOptimWrapper", dtype="bfloat16", optimizer=dict(lr=5e-4, weight_decay=0.2))
 param_scheduler = [
     dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=2000),
-    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, T_max=_epochs, convert_to_iter_based=True),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=2000),  # from the warm-up's end to the last step
 ]
 train_cfg = dict(max_epochs=_epochs, val_interval=_epochs)
