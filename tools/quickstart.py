@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     world = dict(cfg.get("synthetic_world") or {})
     _step(f"synthetic world at {world_dir(world)}")
     ensure_synthetic_world(world_dir(world), **world)
-    if str(cfg.model.get("pretrained", "")).startswith("cache://tiny-vit-synthetic"):
+    tiny = str(cfg.model.get("pretrained", "")).startswith("cache://tiny-vit-synthetic")
+    if tiny:
         _step("tiny base CLIP")
         print(f"    {ensure_tiny_clip()}  ({time.time() - start:.0f} s so far)", flush=True)
     classes = count_classes(cfg)
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [str(config), str(checkpoint), "--work-dir", str(work_dir / "test"), "--cfg-options", *options]
     )
 
-    rows = [("zero-shot tiny CLIP", dict(before)), (describe(cfg), dict(after))]
+    rows = [("zero-shot tiny CLIP" if tiny else "zero-shot CLIP", dict(before)), (describe(cfg), dict(after))]
     print("\n" + table(args.domain, classes, rows))
     logs = sorted(train_dir.glob("*/*.log"))
     print(f"\nlogs:        {logs[-1] if logs else train_dir}")
