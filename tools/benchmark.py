@@ -80,10 +80,10 @@ Examples::
     python tools/benchmark.py --device cuda --dtype bf16 --batch 64 --repeats 20
     python tools/gpu_check.py --out gpu_report                   # every CUDA check, bf16/fp16, eager/compile
 
-On CUDA, samples are timed between CUDA events (synchronised), rows report the allocator's peak
-(``torch.cuda.max_memory_allocated``) of each side, and ``image_forward`` in bf16/fp16 also times both
+On CUDA, samples are timed between CUDA events (synchronised) and rows report the allocator's peak
+(``torch.cuda.max_memory_allocated``) of each side. In bf16/fp16, ``image_forward`` also times both
 towers with their weights cast to the dtype (open_clip's fastest inference, ``*_pure``):
-``ratio_vs_fastest`` = clipadapt's best / open_clip's best, with TFLOP/s and, for a known card, the
+``ratio_vs_fastest`` = clipadapt's best / open_clip's best, with TFLOP/s and, for a known GPU, the
 fraction of its dense bf16 peak.
 """
 

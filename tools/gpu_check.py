@@ -261,6 +261,9 @@ def findings(sections: dict[str, Any]) -> list[str]:
             out.append(f"train: the loss did not fall ({r.get('loss_first')} -> {r.get('loss_last')})")
         if not r.get("resume_equal"):
             out.append(f"train: the resumed run differs from the uninterrupted one ({r.get('resume')})")
+    for run in sections.get("bench", {}).get("results", []):
+        if run["status"] != "ok":
+            out.append(f"bench: the {run['dtype']} run with compile={run['compile']}: {run['status']}")
     for goal in goals(sections.get("bench", {})):
         if not goal["met"]:
             what = f"{goal['row']} {goal['dtype']} compile={goal['compile']}"

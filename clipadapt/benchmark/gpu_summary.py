@@ -86,7 +86,11 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def _bench(data: dict[str, Any]) -> list[str]:
-    lines = ["", "## Benchmark (tools/benchmark.py)", "", _status(data)]
+    lines = ["", "## Benchmark (tools/benchmark.py)", "", _status(data), ""]
+    lines.append(
+        "Goals (issue 21, ViT-B-16 on CUDA): image forward >= 1.0x open_clip at its fastest setting (autocast or "
+        "weights cast to the dtype, whichever is faster), text forward and the CoOp and MaPLe steps >= 2x."
+    )
     for run in data["results"]:
         lines += ["", f"**{run['dtype']}, compile={run['compile']}**: {run['status']}", ""]
         rows = []

@@ -158,7 +158,7 @@ class Bench:
         fns["clipadapt"], fns["open_clip"] = run(ours), run(theirs)  # clipadapt next to GEMM and open_clip
         if want_efficiency:
             fns["linears"] = linears
-        pure = self.device.type == "cuda" and self.args.dtype != "fp32"
+        pure = self.args.dtype != "fp32"
         if pure:  # weights cast to the dtype, no autocast: open_clip's fastest inference ("pure_bf16")
             fns["clipadapt_pure"], fns["open_clip_pure"] = self.pure_image_forwards()
         firsts = [k for k in ("clipadapt", "open_clip", "clipadapt_pure", "open_clip_pure") if k in fns]
@@ -231,7 +231,7 @@ class Bench:
             for side in ("clipadapt", "open_clip")
         }
         flops = image_flops(self.cfg)
-        name = self.torch.cuda.get_device_name(self.device)
+        name = self.torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
         fields: dict[str, Any] = {
             "clipadapt_pure": statistics.median(batch / s for s in samples["clipadapt_pure"].seconds),
             "open_clip_pure": statistics.median(batch / s for s in samples["open_clip_pure"].seconds),

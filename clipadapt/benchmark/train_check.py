@@ -126,7 +126,8 @@ def train_check(out: Path, deadline: float, small: bool, tiny_clip: str | None =
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLIPADAPT_DATA=str(out / "data"), CLIPADAPT_CACHE=str(out / "cache"))
     env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # deterministic cuBLAS, which deterministic=True asks for
-    result: dict[str, Any] = {"config": str(VPT if tiny_clip else CONTRASTIVE), "epochs": epochs, "amp": True}
+    config_name = str((VPT if tiny_clip else CONTRASTIVE).relative_to(ROOT))
+    result: dict[str, Any] = {"config": config_name, "epochs": epochs, "amp": True}
     result["base"] = tiny_clip or "random initialisation"
     start = time.perf_counter()
     os.environ["CLIPADAPT_DATA"] = env["CLIPADAPT_DATA"]

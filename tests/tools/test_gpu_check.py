@@ -75,7 +75,9 @@ def test_findings_and_goals_from_a_report() -> None:
     sections = {
         "parity": {"status": "ok", "results": [{"name": "m", "tower": "image", "dtype": "fp16", "ok": False,
                                                 "relative_error": 0.1, "tolerance": 0.01}]},
-        "bench": {"status": "timed out after 9 s", "results": [{"rows": [row | {"goal": 1.0}]}]},
+        "bench": {"status": "timed out after 9 s", "results": [{"rows": [row | {"goal": 1.0}], "status": "ok"},
+                                                             {"rows": [], "status": "skipped: no time left",
+                                                              "dtype": "fp16", "compile": True}]},
     }  # fmt: skip
     (goal,) = gpu_check.goals(sections["bench"])
     assert goal["ratio"] == 0.9 and not goal["met"]  # image forward is held against open_clip's fastest setting
@@ -83,6 +85,7 @@ def test_findings_and_goals_from_a_report() -> None:
     assert any(f.startswith("bench: section timed out") for f in found)
     assert any(f.startswith("parity m image fp16") for f in found)
     assert any("image_forward bf16" in f for f in found)
+    assert "bench: the fp16 run with compile=True: skipped: no time left" in found
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +117,9 @@ def test_dry_run_reports_every_section(dry_run: Path) -> None:
     assert train["resume"]["bit_identical"] and train["resume_equal"]  # on CPU a resume is exact
     (bench,) = report["sections"]["bench"]["results"]
     assert bench["status"] == "ok" and [r["name"] for r in bench["rows"]] == ["image_forward", "text_forward"]
+    image = bench["rows"][0]  # bf16: both towers also with weights cast to bf16 (open_clip's fastest setting)
+    assert image["ratio_vs_fastest"] == pytest.approx(image["clipadapt_best"] / image["open_clip_fastest"])
+    assert image["clipadapt_tflops"] > 0 and "peak_bf16_tflops" not in image  # no peak is known for a CPU
     summary = (dry_run / "summary.md").read_text()
     for heading in ("## Parity", "## SDPA kernel selection", "## Training", "## Benchmark", "## Findings"):
         assert heading in summary
