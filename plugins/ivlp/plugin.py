@@ -42,9 +42,10 @@ class IVLP(Plugin):
     prompt tokens forward. Unlike MaPLe, the two sides are not coupled. Only the prompts train.
 
     Args:
-        n_ctx_text: Learned text context tokens (4).
-        n_ctx_vision: Learned vision prompt tokens (4).
-        depth_text: Text prompt depth (9; >= 1, as the original asserts).
+        n_ctx_text: Learned text context tokens (2, the MaPLe repository's IVLP; PromptSRC uses 4).
+        n_ctx_vision: Learned vision prompt tokens (2; PromptSRC: 4).
+        depth_text: Text prompt depth (9, the MaPLe repository's default, whose shipped IVLP config uses
+            12; PromptSRC: 9; >= 1, as the original asserts).
         depth_vision: Vision prompt depth (9; 0 disables the vision prompts).
         ctx_init: Words whose embeddings initialise the text context; its first ``n_ctx_text``
             tokens are learned and the rest stay as frozen text. None: N(0, 0.02), "X" placeholders.
@@ -58,8 +59,8 @@ class IVLP(Plugin):
 
     def __init__(
         self,
-        n_ctx_text: int = 4,
-        n_ctx_vision: int = 4,
+        n_ctx_text: int = 2,
+        n_ctx_vision: int = 2,
         depth_text: int = 9,
         depth_vision: int = 9,
         ctx_init: str | None = "a photo of a",

@@ -27,6 +27,7 @@ OPENAI_RECIPES = [
     "maple/maple_vit-b16_1xb4-2e_imagenet-xd.py",
     "coop/coop_vit-b16_1xb32-50e_imagenet-b2n.py",
     "promptsrc/promptsrc_vit-b16_1xb4-20e_imagenet-b2n.py",
+    "ivlp/ivlp_vit-b16_1xb4-5e_imagenet-b2n.py",
 ]
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import clipadapt
 import clipadapt_plugins.ivlp  # noqa: F401  (registers IVLP)
 from clipadapt.plugins import PluginCompatibilityError
-from clipadapt_plugins.ivlp import TEMPLATES, PromptSRCConfig, promptsrc_losses
+from clipadapt_plugins.ivlp import IVLP, TEMPLATES, PromptSRCConfig, promptsrc_losses
 from tests.plugins.probe import Probe
 
 NAMES = ["red circle", "star"]
@@ -25,7 +25,7 @@ def _tokens(model: clipadapt.CLIP, names=NAMES) -> torch.Tensor:
 @pytest.mark.parametrize(("depth_text", "depth_vision"), [(1, 4), (3, 2), (4, 1)])
 def test_token_layout_injected_before_depth_carried_after(depth_text: int, depth_vision: int) -> None:
     probe = Probe()
-    args = dict(type="IVLP", n_ctx_vision=3, depth_text=depth_text, depth_vision=depth_vision)
+    args = dict(type="IVLP", n_ctx_text=4, n_ctx_vision=3, depth_text=depth_text, depth_vision=depth_vision)
     model = clipadapt.create_model("tiny-vit", plugins=[args, probe]).eval()
     ivlp = model.plugins["ivlp"]
     assert ivlp.text_template == "a photo of a {}."
@@ -72,13 +72,14 @@ def test_context_initialisation_and_frozen_words() -> None:
     frozen = model.text.token_embedding(tokens[:, 3:5]) + model.text.positional_embedding[3:5]  # "of a"
     torch.testing.assert_close(probe.inputs["text"][0][:, 3:5], frozen)
     random = clipadapt.create_model(
-        "tiny-vit", plugins=[dict(type="IVLP", ctx_init=None, depth_text=2, depth_vision=0)]
+        "tiny-vit", plugins=[dict(type="IVLP", n_ctx_text=4, ctx_init=None, depth_text=2, depth_vision=0)]
     )
     assert random.plugins["ivlp"].text_template == "X X X X {}."
 
 
 def test_only_the_prompts_train_and_all_receive_gradients() -> None:
-    model = clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", depth_text=3, depth_vision=4)])
+    plugin = dict(type="IVLP", n_ctx_text=4, n_ctx_vision=4, depth_text=3, depth_vision=4)  # PromptSRC's 4 + 4
+    model = clipadapt.create_model("tiny-vit", plugins=[plugin])
     trainable = {n: tuple(p.shape) for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {
         "plugins.ivlp.ctx": (4, 128),
@@ -102,6 +103,13 @@ def test_vision_depth_zero_leaves_the_image_tower_alone() -> None:
     torch.testing.assert_close(model.encode_image(images), base, atol=0, rtol=0)
 
 
+def test_defaults_are_the_maple_repositorys_ivlp() -> None:
+    # multimodal-prompt-learning train.py: N_CTX_VISION = N_CTX_TEXT = 2, PROMPT_DEPTH_* = 9, "a photo of a"
+    plugin = IVLP()
+    assert (plugin.n_ctx_text, plugin.n_ctx_vision, plugin.depth_text, plugin.depth_vision) == (2, 2, 9, 9)
+    assert plugin.ctx_init == "a photo of a"
+
+
 def test_errors() -> None:
     with pytest.raises(ValueError, match=r"n_ctx=5 is longer than the 4 tokens .*'a photo of a'"):
         clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", n_ctx_text=5, depth_text=2, depth_vision=2)])
@@ -111,7 +119,7 @@ def test_errors() -> None:
         clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", depth_text=2, depth_vision=5)])
     with pytest.raises(ValueError, match="depth_text must be >= 1"):
         clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", depth_text=0)])
-    model = clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", depth_text=2, depth_vision=2)])
+    model = clipadapt.create_model("tiny-vit", plugins=[dict(type="IVLP", n_ctx_text=4, depth_text=2, depth_vision=2)])
     with pytest.raises(ValueError, match=r"tokens 1\.\.4 .* row\(s\) \[0\] end at or before token 4"):
         model.encode_text(clipadapt.get_tokenizer(model=model)(["a red circle", "a small blue star"]))
 
