@@ -166,6 +166,8 @@ class PromptClassifier(ClipTask):
         Args:
             conditions: ``{name: [B, ...]}``, row ``b`` for image ``b`` (:meth:`text_conditions`).
         """
+        if not conditions:
+            raise ValueError("conditioned_class_features needs at least one condition {name: [B, ...]}")
         tokens = self.class_tokens().to(self.device)  # [P, L], P = C * T
         batch, prompts = next(iter(conditions.values())).shape[0], tokens.shape[0]
         chunks = []

@@ -199,3 +199,34 @@ def test_hooks_with_a_condition_trace_without_graph_breaks() -> None:
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(encode)(tokens, torch.randn(3, model.embed_dim))
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_a_training_checkpoint_is_named_and_converts_to_an_adapter(tiny_pair, tmp_path: Path) -> None:
+    import numpy as np
+
+    from clipadapt.adapter import adapter_metadata, adapter_state_dict
+
+    _, _, weights = tiny_pair
+    task = PromptClassifier("tiny-vit", pretrained=str(weights), plugins=[dict(type="CoCoOp")], classnames=NAMES)
+    with torch.no_grad():
+        task.clip.plugins["cocoop"].ctx.add_(0.1)
+    # What AdapterCheckpointHook leaves in a runner checkpoint: the adapter under 'clip.', the metadata, and
+    # the runner's state (numpy values as MMEngine writes them).
+    state = {f"clip.{k}": v for k, v in adapter_state_dict(task.clip).items()}
+    runner = dict(meta=dict(clipadapt=adapter_metadata(task.clip), epoch=5, seed=np.int64(1)), state_dict=state,
+                  optimizer=dict(state={}, param_groups=[]), message_hub=dict(log_scalars=np.arange(3.0)))  # fmt: skip
+    checkpoint = tmp_path / "epoch_5.pth"
+    torch.save(runner, checkpoint)
+    with pytest.raises(ValueError, match=r"epoch_5.pth is a training checkpoint .*adapter_from_checkpoint"):
+        clipadapt.load_adapter(checkpoint)
+    adapter = clipadapt.adapter_from_checkpoint(checkpoint)
+    assert adapter == tmp_path / "epoch_5.adapter.safetensors"
+    meta, tensors = clipadapt.read_adapter(adapter)
+    assert meta == adapter_metadata(task.clip) and sorted(tensors) == sorted(adapter_state_dict(task.clip))
+    fresh = PromptClassifier(meta["model"], pretrained=meta["base"]["path"], plugins=meta["plugins"], classnames=NAMES)
+    clipadapt.load_adapter(adapter, model=fresh.clip)
+    images = _images(2)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(images), task.eval()(images), atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"is not a training checkpoint"):
+        clipadapt.adapter_from_checkpoint(adapter)
