@@ -93,3 +93,20 @@ def test_expert_dropout_is_active_in_training_only():
     torch.testing.assert_close(layer(x), layer(x))
     layer.train()
     assert not torch.equal(layer(x), layer(x))
+
+
+def test_the_recipe_composes_longclips_frozen_stretch_under_moe(tiny_weights) -> None:
+    from mmengine.config import Config
+
+    from clipadapt.models.tasks import ImageTextContrastive
+    from tests.helpers import ROOT
+
+    recipe = Config.fromfile(str(ROOT / "configs/moe/clipmoe_vit-b-16_4x2_1xb100_sharegpt4v.py")).model
+    plugins = [dict(p) for p in recipe.plugins]
+    assert [p["type"] for p in plugins] == ["LongCLIP", "MoEUpcycle"]
+    assert (recipe.label_smoothing, recipe.max_logit_scale, plugins[1]["expert_dropout"]) == (0.1, None, 0.1)
+    plugins[1] |= dict(vision_layers=1, text_layers=1)  # the tiny towers: one block each
+    task = ImageTextContrastive("tiny-vit", pretrained=str(tiny_weights), plugins=plugins, label_smoothing=0.1)
+    assert task.clip.context_length == 248  # the long captions are read at 248 tokens
+    trainable = {n for n, p in task.clip.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith(".gate.weight") for n in trainable)  # the stretch stays frozen
