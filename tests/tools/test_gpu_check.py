@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,21 @@ def test_dry_run_reports_every_section(dry_run: Path) -> None:
     summary = (dry_run / "summary.md").read_text()
     for heading in ("## Parity", "## SDPA kernel selection", "## Training", "## Benchmark", "## Findings"):
         assert heading in summary
+
+
+def test_bootstrap_links_the_plugins_folder_when_not_installed(tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args):
+        return None if name == "clipadapt_plugins" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    gpu_check.bootstrap_imports(tmp_path)  # as on a GPU machine: the checkout without an installed package
+    link = tmp_path / "shim" / "clipadapt_plugins"
+    assert link.resolve() == (ROOT / "plugins").resolve()
+    assert str(ROOT) in sys.path and str(link.parent) in sys.path
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(ROOT), str(link.parent), "/elsewhere"]  # children too
