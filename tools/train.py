@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from contextlib import nullcontext
 
 from mmengine.config import Config
 
@@ -23,7 +22,6 @@ from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import add_runner_args, apply_runner_args, prepare_run
 from clipadapt.engine.config_check import parse_args_checked
 from clipadapt.engine.workdir import (
-    WorkDirLock,
     find_resume_checkpoint,
     no_trace_of_failed_start,
     remove_stale_temporaries,
@@ -79,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     from mmengine.runner import Runner
 
     rank0 = int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0) == 0
-    # A run that fails before training starts leaves no log folder (nor the work dir it created).
-    with no_trace_of_failed_start(cfg.work_dir) as start, WorkDirLock(cfg.work_dir) if rank0 else nullcontext():
+    # One run per work dir (rank 0 holds its lock); a run that fails before training starts leaves nothing there.
+    with no_trace_of_failed_start(cfg.work_dir, lock=rank0) as start:
         if rank0:
             remove_stale_temporaries(cfg.work_dir)  # what a kill left mid-write; no other run owns them now
         if args.resume == "auto":

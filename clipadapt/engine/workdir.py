@@ -219,21 +219,33 @@ class RunStart(Hook):
 
 
 @contextmanager
-def no_trace_of_failed_start(work_dir: str | os.PathLike[str]) -> Iterator[RunStart]:
-    """Around building and running a runner: if it fails before training starts (a bad config value, a
-    broken checkpoint, a model that does not build), remove the timestamped log folders it created, and
-    the work dir itself when this run created it and left it empty. Training runs keep their logs."""
+def no_trace_of_failed_start(work_dir: str | os.PathLike[str], lock: bool = False) -> Iterator[RunStart]:
+    """Around building and running a runner (optionally holding the work dir's :class:`WorkDirLock`).
+
+    If the run fails before training starts (a broken checkpoint, a model that does not build), what it
+    created in the work dir goes (the timestamped log folder, the dumped config), and the work dir
+    itself when this run created it. A run that reached its first training iteration keeps its logs:
+    register the yielded :class:`RunStart` hook on the runner.
+    """
     work_dir = Path(work_dir)
     existed = work_dir.is_dir()
     before = set(work_dir.iterdir()) if existed else set()
     marker = RunStart()
+    held = WorkDirLock(work_dir).acquire() if lock else None
     try:
         yield marker
     except BaseException:
         if not marker.started and work_dir.is_dir():
             for path in set(work_dir.iterdir()) - before:
-                if path.is_dir() and _LOG_FOLDER.match(path.name):
+                if path.name == LOCK_NAME:
+                    continue
+                if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
-            if not existed and not any(work_dir.iterdir()):
-                work_dir.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
         raise
+    finally:
+        if held is not None:
+            held.release()
+        if not existed and work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()
