@@ -72,7 +72,8 @@ class LongCLIP(Plugin):
         long_weight: Weight of the long-caption term.
         short_weight: Weight of the short-caption term.
         short_caption: ``'given'``: the data set's captions (``data_samples['caption']``);
-            ``'first_sentence'``: the long caption up to its first ``". "``, as the original.
+            ``'first_sentence'``: the long caption with newlines replaced by spaces, up to its first ``". "``
+            (the original's ``train/sharegpt4v.py``).
         on_invalid_batch: ``'error'`` or ``'skip'`` (with a warning) when a device's batch is too small
             for the PCA (at most ``pcm_components + 1`` samples: the reduction would change nothing;
             the short term is left out) or a feature is not finite (the whole step contributes zero).
