@@ -7,7 +7,9 @@ A third-party package declares, in its packaging metadata::
         my_plugin = my_package.my_plugin_module
 
 Loading the entry point imports the module, whose ``@PLUGINS.register_module()`` decorators
-register the plugin classes. A config can instead name the module with MMEngine's
+register the plugin classes; the same module may register tasks (``@MODELS.register_module()``),
+data sets or hooks, because clipadapt loads the group before it checks or builds a config's types
+(``clipadapt.engine.check_config``). A config can instead name the module with MMEngine's
 ``custom_imports = dict(imports=['my_package.my_plugin_module'])``.
 """
 
