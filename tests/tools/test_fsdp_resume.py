@@ -63,21 +63,50 @@ def test_checkpoints_are_whole_and_hold_the_adapter_only(setup):
     assert prompts and all(v.dtype == torch.float32 for v in prompts)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: torchrun starts each rank in a session of its own, out of its group."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_at_a_random_moment_then_resume(setup):
     root, env, reference, _ = setup
     config, work_dir = root / "killed.py", root / "killed"
     config.write_text(CONFIG)
     cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), "2", "--work-dir", str(work_dir)]
-    with open(root / "killed.log", "w") as handle:  # torchrun and its ranks in a session of their own
-        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(root / "killed.log", "w") as handle:
+        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
     pointer, start = work_dir / "last_checkpoint", time.monotonic()
     while not pointer.is_file():
         assert proc.poll() is None, (root / "killed.log").read_text()[-3000:]
         assert time.monotonic() - start < 300, "the first checkpoint never came"
         time.sleep(0.02)
     time.sleep(random.Random().uniform(0.0, 1.5))  # anywhere in epoch 2, its validation or its checkpoint
-    os.killpg(proc.pid, signal.SIGKILL)
+    pids = [*descendants(proc.pid), proc.pid]
+    for pid in pids:  # the ranks, then torchrun: a machine lost at once
+        os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    while any(alive(pid) for pid in pids):  # no rank writes on after the pointer is read
+        assert time.monotonic() - start < 400, "a killed rank lives on"
+        time.sleep(0.05)
     latest = load(Path(pointer.read_text().strip()))
     assert latest["meta"]["epoch"] in (1, 2)
 
