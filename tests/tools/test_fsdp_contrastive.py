@@ -114,3 +114,40 @@ def test_bf16_mixed_precision_keeps_fp32_parameters_and_trains(runs):
     assert all(torch.isfinite(torch.tensor(losses(bf16))))
     moved = [k for k, v in bf16["state_dict"].items() if not torch.equal(v, runs["start"][k])]
     assert len(moved) > len(bf16["state_dict"]) // 2
+
+
+_MOE_PLUGIN = 'dict(type="MoEUpcycle", num_experts=4, top_k=2, vision_layers=1, text_layers=1, trainable="all")'
+MOE = f"model = dict(plugins=[{_MOE_PLUGIN}])\n"
+
+
+@pytest.fixture(scope="module")
+def moe_runs(tmp_path_factory):
+    """CLIP-MoE (experts and routers train, the base is frozen) under DDP and sharded.
+
+    DDP needs ``find_unused_parameters=True`` here: an expert that gets no token on one rank has no
+    gradient there, and without it DDP leaves that step's gradients unaveraged (the last step's update
+    differs by 0.1). FSDP2 reduces every shard, used or not.
+    """
+    tmp_path = tmp_path_factory.mktemp("fsdp_moe")
+    world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
+    env = dist_env(tmp_path, world)
+    base = CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=BATCH) + MOE
+    ddp = "model_wrapper_cfg = " + str(
+        dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=True)
+    )
+    texts = {"ddp": base + ddp, "sharded": base + SHARDED.format(extra="")}
+    out = {name: dist_train(tmp_path, name, text, env) for name, text in texts.items()}
+    out["start"] = initial_state(tmp_path / "ddp.py")
+    return out
+
+
+def test_sharded_moe_equals_ddp(moe_runs):
+    """Routing is discrete: the same weights route the same tokens, so the bound above still holds."""
+    ddp, sharded = (load(moe_runs[name][0] / "epoch_3.pth") for name in ("ddp", "sharded"))
+    assert losses(sharded) == pytest.approx(losses(ddp), rel=STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps)
+    want, got, start = ddp["state_dict"], sharded["state_dict"], moe_runs["start"]
+    assert sorted(got) == sorted(want) and any("experts" in k for k in want)  # adapter-only: experts and routers
+    overall = max(float((want[k] - start[k]).abs().max()) for k in want)
+    tolerance = STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps
+    for key in want:
+        assert float((got[key] - want[key]).abs().max()) <= tolerance * overall, key
