@@ -21,7 +21,11 @@ Faults already tested next to their loader are not repeated here:
   (tests/models/test_checkpoint.py); an adapter onto a model with other plugins (tests/plugins/vpt/test_vpt.py);
   a malicious pickle (tests/tools/test_malicious_checkpoint.py); tools/export_open_clip.py on a model
   open_clip cannot represent (tests/tools/test_export_open_clip.py);
-- a data-loader worker that fails on a broken image: test_a_worker_crash_names_the_file below.
+- a data-loader worker that fails on a broken image: test_a_worker_crash_names_the_file below;
+- broken checkpoints (truncated, zero-byte .pt / .safetensors, wrong format, malicious) on every load path
+  (tests/test_checkpoint_faults.py); TorchScript archives that run code (tests/tools/test_torchscript_weights.py);
+  resume fallback, the work-dir lock, bad config values, non-finite updates (tests/tools/test_work_dir.py);
+  kills during validation, a best-checkpoint write and pruning (tests/tools/test_kill_best.py).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import torch
 
 import clipadapt
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from clipadapt.models.checkpoint import CheckpointMismatchError
+from clipadapt.models.checkpoint import CheckpointMismatchError, CheckpointReadError
 from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +127,34 @@ def _make_synthetic_unknown_colour(tmp: Path, _: pytest.MonkeyPatch) -> tuple[Ca
     return lambda: _tool("make_synthetic").main([str(root), "--colours", "red", "mauve", "--no-progress"]), [root]
 
 
+def _export_malicious(tmp: Path, _: pytest.MonkeyPatch) -> tuple[Callable[[], object], list[Path]]:
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp / 'PWNED'}",)
+
+    ckpt = tmp / "evil.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": {"x": Payload()}}, ckpt)
+    out = tmp / "export"
+    return lambda: _tool("export_open_clip").main([str(ckpt), str(out), "--config", str(CLIP_CONFIG)]), [
+        out,
+        tmp / "PWNED",
+    ]
+
+
+def _test_py_truncated(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Callable[[], object], list[Path]]:
+    call, outputs = _test_py_vit_b32(tmp, monkeypatch)
+    ckpt = tmp / "vit_b32.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:4188])
+    return call, [*outputs, tmp / "work"]
+
+
+def _create_model_empty_safetensors(tmp: Path, _: pytest.MonkeyPatch) -> tuple[Callable[[], object], list[Path]]:
+    (tmp / "empty.safetensors").write_bytes(b"")
+    return lambda: clipadapt.create_model("tiny-vit", pretrained=tmp / "empty.safetensors"), []
+
+
 @dataclass(frozen=True)
 class Row:
     entry: str
@@ -163,6 +195,27 @@ MATRIX = [
         SystemExit,
         r"export failed: .*vit_b32\.pt does not fit the model: .*'visual\.conv1\.weight: \(768, 3, 32, 32\) vs "
         r"\(192, 3, 8, 8\)'",
+    ),
+    Row(
+        "tools/export_open_clip.py CKPT OUT --config",
+        "a malicious pickle (B4)",
+        _export_malicious,
+        SystemExit,
+        r"export failed: refused to load checkpoint .*evil\.pth: it asks for the global posix\.system",
+    ),
+    Row(
+        "tools/test.py CONFIG CKPT",
+        "a truncated checkpoint (B2)",
+        _test_py_truncated,
+        CheckpointReadError,
+        r"cannot read checkpoint .*vit_b32\.pt: it is truncated or corrupt",
+    ),
+    Row(
+        "clipadapt.create_model(pretrained=)",
+        "a zero-byte .safetensors (B6)",
+        _create_model_empty_safetensors,
+        CheckpointReadError,
+        r"cannot read checkpoint .*empty\.safetensors: the file is empty \(0 bytes\)",
     ),
     Row(
         "tools/make_split.py imagefolder",
