@@ -203,7 +203,9 @@ class ShardedRunner(Runner):
         for index, values in optimizer.get("state", {}).items():
             if int(index) < len(params):
                 like = params[int(index)]
-                values.update({k: _shard_like(v, like) if v.dim() else v for k, v in values.items()})
+                for key, value in values.items():
+                    if torch.is_tensor(value) and value.dim():  # AdamW's 'step' is a scalar: whole
+                        values[key] = _shard_like(value, like)
 
     def _init_model_weights(self) -> None:
         if not self._sharded():
@@ -217,11 +219,16 @@ def use_sharding(cfg: Any) -> bool:
     """Select :class:`ShardedRunner` when ``cfg.model_wrapper_cfg`` names :class:`FullyShardedWrapper`.
 
     Returns True if it did. A config that names another ``runner_type`` is refused (the checkpoints
-    of a sharded model need this runner).
+    of a sharded model need this runner). An evaluation-only config (``tools/test.py`` drops the
+    training keys) gets the default wrapper back: without gradients and optimizer state, every rank
+    holds the whole model, and evaluation loads the same whole checkpoints.
     """
     wrapper = cfg.get("model_wrapper_cfg") or {}
     kind = wrapper.get("type")
     if kind not in ("FullyShardedWrapper", FullyShardedWrapper):
+        return False
+    if cfg.get("train_dataloader") is None:
+        cfg.model_wrapper_cfg = None
         return False
     runner = cfg.get("runner_type")
     if runner not in (None, "ShardedRunner", ShardedRunner):

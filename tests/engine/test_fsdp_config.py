@@ -21,11 +21,13 @@ WRAPPER = dict(type="FullyShardedWrapper", mixed_precision="bf16")
 
 
 def test_the_switch_selects_the_sharded_runner():
-    cfg = Config(dict(model_wrapper_cfg=dict(WRAPPER), launcher="pytorch"))
+    cfg = Config(dict(model_wrapper_cfg=dict(WRAPPER), launcher="pytorch", train_dataloader=dict()))
     assert use_sharding(cfg) and cfg.runner_type == "ShardedRunner"
+    evaluation = Config(dict(model_wrapper_cfg=dict(WRAPPER), launcher="pytorch"))  # tools/test.py: no training
+    assert not use_sharding(evaluation) and evaluation.model_wrapper_cfg is None and "runner_type" not in evaluation
     assert not use_sharding(Config(dict(model_wrapper_cfg=dict(type="CPUDistributedDataParallel"))))
     with pytest.raises(ValueError, match="ShardedRunner"):
-        use_sharding(Config(dict(model_wrapper_cfg=dict(WRAPPER), runner_type="FlexibleRunner")))
+        use_sharding(Config(dict(model_wrapper_cfg=dict(WRAPPER), runner_type="FlexibleRunner", train_dataloader={})))
 
 
 def test_a_single_process_run_ignores_the_switch():
