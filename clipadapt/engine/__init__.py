@@ -10,7 +10,9 @@ Model code (``clipadapt.models``, the plugins) never imports this package.
 - :func:`enable_safe_resume`: resuming under ``torch.load(weights_only=True)``;
 - :func:`prepare_config` / :func:`check_config`: readable errors for unknown config keys, and the
   ``cache://`` / ``synthetic://`` paths;
-- :func:`ensure_tiny_clip`: the tiny base CLIP pretrained on the synthetic world, cached.
+- :func:`ensure_tiny_clip`: the tiny base CLIP pretrained on the synthetic world, cached;
+- :class:`FullyShardedWrapper`, :class:`ShardedRunner`: sharded training (FSDP2), selected by
+  ``model_wrapper_cfg = dict(type="FullyShardedWrapper")``.
 """
 
 # The tasks and metrics register into MODELS / METRICS; a runner built from here must find them.
@@ -25,6 +27,7 @@ from .prepare import cache_dir, data_dir, prepare_config, resolve_uri, world_dir
 from .prompt_aggregation import GaussianPromptAggregationHook
 from .reliability import AtomicCheckpointHook, AtomicLocalBackend, RandomStateHook, use_reliable_checkpoints
 from .safe_load import SAFE_GLOBALS, UnsafeCheckpointError, enable_safe_resume, load_local_checkpoint
+from .sharding import FullyShardedWrapper, ShardedRunner, use_sharding
 from .tiny_clip import ensure_tiny_clip, find_config, tiny_clip_path
 
 __all__ = [
@@ -36,9 +39,11 @@ __all__ = [
     "CPUDistributedDataParallel",
     "ClassNamesHook",
     "ConfigKeyError",
+    "FullyShardedWrapper",
     "GaussianPromptAggregationHook",
     "ProgressBarHook",
     "RandomStateHook",
+    "ShardedRunner",
     "TrainableOptimWrapperConstructor",
     "UnsafeCheckpointError",
     "cache_dir",
@@ -54,5 +59,6 @@ __all__ = [
     "tiny_clip_path",
     "use_cpu_ddp",
     "use_reliable_checkpoints",
+    "use_sharding",
     "world_dir",
 ]
