@@ -10,6 +10,8 @@ import torch
 from clipadapt.models.tasks.region_losses import (
     batch_hard_loss,
     cmr_loss,
+    cmr_margin,
+    hard_batch_columns,
     hard_negative_loss,
     region_contrastive_loss,
     tic_loss,
@@ -73,6 +75,37 @@ def test_batch_hard_loss_scores_every_text_of_the_batch() -> None:
     r, t = R.tolist(), texts.tolist()
     want = sum(_ce([scale * _dot(r[i], t[j]) for j in range(4)], int(targets[i])) for i in range(3)) / 3
     assert batch_hard_loss(R, texts, targets, torch.tensor(scale)).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_batch_hard_loss_adds_the_phrase_to_region_direction() -> None:
+    scale = 4.0
+    r, p = R.tolist(), T.tolist()  # phrase i belongs to region i
+    forward = sum(_ce([scale * _dot(r[i], p[j]) for j in range(3)], i) for i in range(3)) / 3
+    backward = sum(_ce([scale * _dot(p[i], r[j]) for j in range(3)], i) for i in range(3)) / 3
+    got = batch_hard_loss(R, T, torch.arange(3), torch.tensor(scale), phrases=T)
+    assert got.item() == pytest.approx((forward + backward) / 2, rel=1e-6)
+
+
+def test_hard_batch_columns_are_the_hard_boxes_phrases_then_all_their_negatives() -> None:
+    # 3 boxes; box 1 has no negative; box 2's negatives repeat box 0's (duplicates kept)
+    candidates = torch.arange(3 * 3 * 2, dtype=torch.float32).view(3, 3, 2)
+    candidates[2, 1:] = candidates[0, 1:]
+    valid = torch.tensor([[True, True, True], [True, False, False], [True, True, False]])
+    rows, texts, targets = hard_batch_columns(candidates, valid)
+    assert rows.tolist() == [True, False, True] and targets.tolist() == [0, 1]
+    want = torch.stack([candidates[0, 0], candidates[2, 0], candidates[0, 1], candidates[0, 2], candidates[2, 1]])
+    assert torch.equal(texts, want)
+
+
+def test_cmr_margin_is_over_boxes_with_negatives_and_can_be_given() -> None:
+    positive = torch.tensor([3.0, 1.0, 7.0])
+    negatives = torch.tensor([[2.0, 0.5], [1.5, 9.0], [0.0, 0.0]])
+    valid = torch.tensor([[True, True], [True, False], [False, False]])  # box 2 has no negative
+    assert cmr_margin(positive, negatives, valid).item() == pytest.approx(2 - 4 / 3, rel=1e-6)
+    # a given margin (FG-CLIP 2: the previous step's) replaces this batch's
+    pairs = [(3.0, 2.0), (3.0, 0.5), (1.0, 1.5)]
+    want = sum(max(0.0, 0.25 + neg - pos) for pos, neg in pairs) / 3
+    assert cmr_loss(positive, negatives, valid, tau=0.25).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_cmr_hinge_uses_the_mean_margin_clamped() -> None:

@@ -110,3 +110,19 @@ def test_the_recipe_composes_longclips_frozen_stretch_under_moe(tiny_weights) ->
     assert task.clip.context_length == 248  # the long captions are read at 248 tokens
     trainable = {n for n, p in task.clip.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith(".gate.weight") for n in trainable)  # the stretch stays frozen
+
+
+def test_the_contrastive_task_smooths_its_labels(tiny_weights) -> None:
+    from clipadapt.models.tasks import ImageTextContrastive, clip_loss
+
+    torch.manual_seed(0)
+    task = ImageTextContrastive("tiny-vit", pretrained=str(tiny_weights), label_smoothing=0.1).eval()
+    images, captions = torch.randn(3, 3, 64, 64), ["a red circle", "a blue star", "a green square"]
+    with torch.no_grad():
+        loss = task(images, {"caption": captions}, mode="loss")["loss_contrastive"]
+        image = task.clip.encode_image(images, normalize=True)
+        text = task.clip.encode_text(task.tokenize(captions), normalize=True)
+        scale = task.clip.logit_scale.exp()
+    # CLIP-MoE's model_clipmoe.py: (CE(i2t, label_smoothing=0.1) + CE(t2i, label_smoothing=0.1)) / 2
+    torch.testing.assert_close(loss, clip_loss(image, text, scale, label_smoothing=0.1))
+    assert not torch.allclose(loss, clip_loss(image, text, scale))
