@@ -1,4 +1,4 @@
-"""Each recipe config builds the activation its weights need: OpenAI's CLIP uses QuickGELU.
+"""Each recipe config builds the activation its weights need (OpenAI's CLIP uses QuickGELU) and resizes bicubic.
 
 Long-CLIP and CLIP-MoE load OpenAI's ViT-B/16 and ViT-L/14; FG-CLIP v1 starts from OpenAI's ViT-B/16
 (``openai/clip-vit-base-patch16``, ``hidden_act="quick_gelu"``), and the FG-CLIP 2 recipe applies its
@@ -50,3 +50,22 @@ def test_openai_recipes_build_quickgelu(name):
 def test_cloc_trains_from_scratch():
     model = Config.fromfile(str(CONFIGS / "cloc/cloc_vit-b-16_64xb512_regions.py")).model
     assert model.pretrained is None
+
+
+def _resizes(node):
+    if isinstance(node, dict):
+        if node.get("type") in ("Resize", "RandomResizedCrop"):
+            yield node
+        for value in node.values():
+            yield from _resizes(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _resizes(value)
+
+
+@pytest.mark.parametrize("name", OPENAI_RECIPES)
+def test_openai_recipes_resize_bicubic(name):
+    cfg = Config.fromfile(str(CONFIGS / name))
+    loaders = [cfg.get(k) for k in ("train_dataloader", "val_dataloader", "test_dataloader") if cfg.get(k)]
+    resizes = [r for loader in loaders for r in _resizes(loader.to_dict() if hasattr(loader, "to_dict") else loader)]
+    assert resizes and all(r.get("interpolation") == "bicubic" for r in resizes), name
