@@ -142,3 +142,23 @@ def test_bootstrap_links_the_plugins_folder_when_not_installed(tmp_path: Path, m
     assert link.resolve() == (ROOT / "plugins").resolve()
     assert str(ROOT) in sys.path and str(link.parent) in sys.path
     assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(ROOT), str(link.parent), "/elsewhere"]  # children too
+
+
+def test_cuda_plan_asks_the_benchmark_for_rows_it_has() -> None:
+    benchmark = load_tool("benchmark")
+    plan = gpu_check.PLANS["cuda"]
+    for dtype, compiled, rows in plan["bench_runs"]:
+        argv = ["--rows", rows, "--dtype", dtype, "--model", plan["bench_model"], *plan["bench_args"]]
+        args = benchmark.parse_args(argv + ["--compile"] * compiled)
+        assert args.rows and args.num_classes == 1000  # the 1,000 class prompts
+
+
+def test_a_section_past_its_limit_is_recorded_and_the_report_still_written(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(tmp_path), "--sections", "parity"]
+    cmd += ["--budget-s", "2", "--scratch", str(tmp_path / "scratch")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sections"]["parity"]["status"] == "timed out after 2 s"
+    assert "parity: section timed out after 2 s" in report["findings"]
+    assert "## Parity" in (tmp_path / "summary.md").read_text()
