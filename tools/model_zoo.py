@@ -7,7 +7,7 @@
 
 Experiments, each the commands its configs' headers give (``--run`` runs them, in this order):
 
-- ``prompt``: ``tools/base2novel.py`` on the four ``*_tiny-vit_1xb4_synthetic-warm-b2n.py`` configs with the
+- ``prompt``: ``tools/base2novel.py`` on the five ``*_tiny-vit_1xb4_synthetic-warm-b2n.py`` configs with the
   zero-shot config first, seeds 1 2 3; reads its ``results.csv``.
 - ``longclip``: ``tools/train.py``, then ``tools/test.py --out`` of the trained model (``longclip.json``)
   and of the base CLIP (``base.json``: ``model.plugins=[]``, ``model.contrastive_loss=True``).
