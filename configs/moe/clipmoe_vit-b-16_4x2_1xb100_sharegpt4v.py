@@ -2,7 +2,7 @@
 # cluster.ipynb) on OpenAI's ViT-B/16 (QuickGELU: the -quickgelu config). 4 experts, top-2, every block of
 # both towers upcycled (the original's moe_layers=24 covers all of ViT-L/14), expert dropout 0.1. The text
 # is read at 248 tokens through Long-CLIP's stretch, frozen (LongCLIP under MoEUpcycle, no PCM). Loss: the
-# InfoNCE on the long captions with label smoothing 0.1, logit scale OpenAI's (ln 100) and frozen, plus
+# InfoNCE on the long captions with label smoothing 0.1, log logit scale 4.6052 (--log_scale) and frozen, plus
 # 0.01 * (L_bal(image) + L_bal(text) / 2), each divided by the world size. DMU: stage 0 is the base;
 # stages 1-3 each fine-tune only the MLPs of a fresh copy of the base for 1 epoch (AdamW lr 1e-5, weight
 # decay 0.2), every global batch drawn from one pseudo-label cluster (3 x 3 MiniBatchKMeans after each
@@ -37,7 +37,16 @@ model = dict(
     max_logit_scale=None,  # the original never clamps (the logit scale does not train here anyway)
     plugins=[
         # Long-CLIP's stretch to 248 positions, frozen, without its PCM objective (clipmoe.load_from_clip).
-        dict(type="LongCLIP", keep=20, ratio=4, trainable="none", train_positions=False, pcm=False, logit_scale=None),
+        dict(
+            type="LongCLIP",
+            keep=20,
+            ratio=4,
+            trainable="none",
+            train_positions=False,
+            pcm=False,
+            logit_scale=None,
+            log_logit_scale=4.6052,  # train_moe.py / train_mcl.py --log_scale; frozen
+        ),
         dict(type="MoEUpcycle", num_experts=4, top_k=2, balance_weight=0.01, expert_dropout=0.1, trainable="router"),
     ],
     data_preprocessor=dict(type="ClipDataPreprocessor"),
