@@ -255,6 +255,8 @@ def findings(sections: dict[str, Any]) -> list[str]:
     for r in sections.get("train", {}).get("results", []):
         if not r.get("loss_falls"):
             out.append(f"train: the loss did not fall ({r.get('loss_first')} -> {r.get('loss_last')})")
+        if "deterministic_error" in r:
+            out.append("train: deterministic=True refused an op, so the runs were compared without it (see the report)")
         if not r.get("resume_equal"):
             out.append(f"train: the resumed run differs from the uninterrupted one ({r.get('resume')})")
     for run in sections.get("bench", {}).get("results", []):

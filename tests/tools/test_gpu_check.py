@@ -162,3 +162,27 @@ def test_a_section_past_its_limit_is_recorded_and_the_report_still_written(tmp_p
     assert report["sections"]["parity"]["status"] == "timed out after 2 s"
     assert "parity: section timed out after 2 s" in report["findings"]
     assert "## Parity" in (tmp_path / "summary.md").read_text()
+
+
+def test_training_check_parts(tmp_path: Path) -> None:
+    import torch
+
+    from clipadapt.benchmark.train_check import compare_weights, logged_losses, write_config
+
+    config = write_config(tmp_path, 3, small=False, tiny_clip=None).read_text()
+    assert "deterministic=True" in config and "max_epochs=3" in config and "window_size=1" in config
+    assert (
+        "deterministic=False" in write_config(tmp_path, 3, small=True, tiny_clip=None, deterministic=False).read_text()
+    )
+    assert "vpt_tiny-vit" in write_config(tmp_path, 2, small=True, tiny_clip="/x/tiny.pt").read_text()
+
+    a = {"w": torch.tensor([1.0, -2.0]), "b": torch.tensor([0.5])}
+    assert compare_weights(a, {k: v.clone() for k, v in a.items()})["bit_identical"]
+    off = compare_weights(a, {"w": torch.tensor([1.0, -2.002]), "b": torch.tensor([0.5])})
+    assert not off["bit_identical"] and off["relative_diff"] == pytest.approx(0.001, rel=1e-3)
+    assert not compare_weights(a, {"w": a["w"]})["same_keys"]
+
+    scalars = tmp_path / "run" / "20260101_000000" / "vis_data" / "scalars.json"
+    scalars.parent.mkdir(parents=True)
+    scalars.write_text('{"loss": 4.1, "step": 1}\n{"lr": 0.1, "step": 1}\n{"loss": 3.9, "step": 2}\n')
+    assert logged_losses(tmp_path / "run") == {1: 4.1, 2: 3.9}
