@@ -33,7 +33,7 @@ from tests.tools.test_ddp_contrastive import CLIP_CONFIG, CONFIG, WORLD
 ROOT = Path(__file__).resolve().parents[2]
 BATCH, STEPS, TOKENS = 4, 3, 77
 SHARDED = '\nmodel_wrapper_cfg = dict(type="FullyShardedWrapper"{extra})\n'
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fsdp_contrastive")]  # one worker runs the module fixtures once
 
 
 def dist_train(tmp_path: Path, name: str, text: str, env: dict, *extra: str) -> tuple[Path, str]:

@@ -27,7 +27,7 @@ from tests.tools.test_kill_resume import SMALL, WORLD
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = SMALL + '\nmodel_wrapper_cfg = dict(type="FullyShardedWrapper")\n'
 ITERS = 4  # 16 shots, 2 ranks x 4 per step: 2 iterations per epoch, 2 epochs
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fsdp_resume")]  # one worker runs the reference once
 
 
 def assert_same_run(resumed: dict, reference: dict) -> None:

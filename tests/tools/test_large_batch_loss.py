@@ -30,6 +30,7 @@ from clipadapt.models.tasks.losses_distributed import large_batch_clip_loss, loc
 
 SIZES = (3, 5)
 DIM = 16
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("large_batch_loss")]  # two ranks spawned once, one worker
 CASES = {
     "plain": dict(),
     "ignore": dict(ignore=True),
