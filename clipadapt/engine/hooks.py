@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from mmengine.dist import all_reduce, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -161,11 +162,16 @@ def _check_fit(runner: Any, checkpoint: dict) -> None:
 
 
 def non_finite_parameters(model: Any) -> list[str]:
-    """Names of the trainable parameters that hold a NaN or an infinity (one device sync)."""
+    """Names of the trainable parameters that hold a NaN or an infinity (one device sync).
+
+    Sharded parameters (FSDP2 DTensors) are checked on this rank's shard; :class:`FiniteParametersHook`
+    then agrees across ranks, so that every rank stops together.
+    """
     params = [(name, p) for name, p in unwrap(model).named_parameters() if p.requires_grad]
     if not params:
         return []
-    finite = torch.stack([p.detach().isfinite().all() for _, p in params]).tolist()
+    local = [p.to_local() if hasattr(p, "to_local") else p for _, p in params]
+    finite = torch.stack([p.detach().isfinite().all() for p in local]).tolist()
     return [name for (name, _), ok in zip(params, finite) if not ok]
 
 
@@ -183,6 +189,12 @@ class FiniteParametersHook(Hook):
 
     def _check(self, runner: Any, when: str) -> None:
         bad = non_finite_parameters(runner.model)
+        if is_distributed():  # any rank's bad shard stops every rank (none waits in a collective)
+            device = next(unwrap(runner.model).parameters()).device  # gloo: CPU, NCCL: the GPU
+            count = torch.tensor([float(len(bad))], device=device)
+            all_reduce(count, op="sum")
+            if count.item() and not bad:
+                bad = ["(on another rank)"]
         if bad:
             shown = ", ".join(bad[:6]) + (f" (+{len(bad) - 6} more)" if len(bad) > 6 else "")
             raise FloatingPointError(

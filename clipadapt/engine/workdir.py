@@ -19,13 +19,14 @@ import shutil
 import socket
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mmengine.hooks import Hook
+
+from clipadapt.models.checkpoint_io import zip_problem
 
 __all__ = [
     "LOCK_NAME",
@@ -149,12 +150,7 @@ def checkpoint_problem(path: str | os.PathLike[str]) -> str | None:
         return "it is not a file"
     if size == 0:
         return "it is empty (0 bytes)"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        return f"it is truncated or corrupt ({err})"
-    return f"it is corrupt (record {broken} fails its CRC check)" if broken else None
+    return zip_problem(path)
 
 
 def _checkpoints(work_dir: Path) -> list[Path]:

@@ -27,6 +27,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "is_torchscript_file",
     "read_checkpoint",
+    "zip_problem",
 ]
 
 TRUST_TORCHSCRIPT_ENV = "CLIPADAPT_TRUST_TORCHSCRIPT"
@@ -129,12 +131,29 @@ def _torch_load(path: Path, map_location: Any, is_zip: bool) -> Any:
         raise CheckpointReadError(path, f"{reason} ({_short(err)})") from None
     except (EOFError, RuntimeError, OSError, KeyError, ValueError, IndexError, TypeError) as err:
         if is_zip:
-            raise CheckpointReadError(
-                path, f"it is truncated or corrupt: its zip archive is incomplete ({_short(err)})"
-            ) from None
+            intact = zip_problem(path) is None
+            what = (
+                "a zip archive, but not one torch.save wrote"
+                if intact
+                else "truncated or corrupt: its zip archive is incomplete"
+            )
+            raise CheckpointReadError(path, f"it is {what} ({_short(err)})") from None
         raise CheckpointReadError(
             path, f"it is not a checkpoint clipadapt reads (torch.save zip, safetensors or TorchScript) ({_short(err)})"
         ) from None
+
+
+def zip_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a zip file is incomplete (no central directory, a record failing its CRC), or None when it is whole.
+
+    Reads the bytes; unpickles nothing.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"it is truncated or corrupt ({err})"
+    return f"it is corrupt (record {broken} fails its CRC check)" if broken else None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
