@@ -327,8 +327,10 @@ class RegionTextAlignment(ClipTask):
         if w["hard_batch"] > 0:
             if self.hard_batch_columns == "hard":
                 rows, texts, targets = hard_batch_columns(candidates, valid)
-                loss = batch_hard_loss(regions[rows], texts, targets, hard_scale, phrases[rows])
-                loss = loss if rows.any() else regions.sum() * 0.0
+                if rows.any():
+                    loss = batch_hard_loss(regions[rows], texts, targets, hard_scale, phrases[rows])
+                else:  # no box with negatives: a zero that keeps the graph connected
+                    loss = regions.sum() * 0.0
             else:
                 loss = batch_hard_loss(regions, vocab, phrase_idx, hard_scale, phrases)
             losses["loss_hard_batch"] = w["hard_batch"] * loss
