@@ -64,6 +64,7 @@ def _rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         torch_dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns gloo processes
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_balance_loss_is_scaled_as_the_original(tmp_path, world_size):
     mp.spawn(_rank, args=(world_size, str(tmp_path / "init"), str(tmp_path)), nprocs=world_size, join=True)
