@@ -11,8 +11,9 @@
 #   bash tools/dist_train.sh configs/fgclip/fgclip2_vit-b-16_8xb512_regions.py 8 \
 #       --cfg-options model.pretrained=/path/to/ViT-B-16-openai.pt data_root=/path/to/regions
 # The data are region JSON files (clipadapt.datasets.RegionDataset) whose image records carry
-# "caption" and "long_caption"; categories come from category_id. FG-CLIP stretches the text
-# positions to 248 tokens for long captions: add dict(type="LongCLIP", ...) before RegionAlign.
+# "caption" and "long_caption"; categories come from category_id. Long captions are cut at 77 tokens here
+# (FG-CLIP 2 reads them at 196 through its own head); to read them at 248 add dict(type="LongCLIP",
+# pcm=False, logit_scale=None) before RegionAlign, as the v1 recipe does.
 _base_ = ["../_base_/schedules/adamw_region_finetune.py", "../_base_/default_runtime.py"]
 data_root = "data/regions"
 model = dict(
