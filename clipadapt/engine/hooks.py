@@ -187,9 +187,9 @@ class FiniteParametersHook(Hook):
 
     priority = "ABOVE_NORMAL"
 
-    def _check(self, runner: Any, when: str) -> None:
+    def _check(self, runner: Any, when: str, agree: bool) -> None:
         bad = non_finite_parameters(runner.model)
-        if is_distributed():  # any rank's bad shard stops every rank (none waits in a collective)
+        if agree and is_distributed():  # any rank's bad shard stops every rank (none waits in a collective)
             device = next(unwrap(runner.model).parameters()).device  # gloo: CPU, NCCL: the GPU
             count = torch.tensor([float(len(bad))], device=device)
             all_reduce(count, op="sum")
@@ -203,10 +203,10 @@ class FiniteParametersHook(Hook):
             )
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-        self._check(runner, "after the optimizer step")
+        self._check(runner, "after the optimizer step", agree=True)  # every rank runs this
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        self._check(runner, "at a checkpoint save")
+        self._check(runner, "at a checkpoint save", agree=False)  # Runner.save_checkpoint runs on rank 0 only
 
 
 @HOOKS.register_module()
