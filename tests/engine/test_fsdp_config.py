@@ -80,7 +80,8 @@ def test_a_training_step_through_the_wrapper(group):
 
     model = _model(grad_checkpointing=True)
     wrapper = FullyShardedWrapper(model)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    # Gradient clipping over sharded (DTensor) and whole (logit_scale) gradients together.
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), clip_grad=dict(max_norm=1.0))
     data = dict(
         inputs=torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
         data_samples=dict(caption=["a red circle", "a blue square"]),
