@@ -146,3 +146,21 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     path.write_text("hello")
     with pytest.raises(ValueError, match="notes.pt"):
         clipadapt.create_model("tiny-vit", pretrained=path)
+
+
+def test_torchscript_reader_equals_torch_jit_load_on_a_traced_fp16_archive(tmp_path: Path) -> None:
+    """OpenAI's releases are traced fp16 archives: the code-free reader gives jit.load's state dict exactly."""
+    import warnings
+
+    from clipadapt.models.checkpoint_io import read_checkpoint
+
+    reference = open_clip_model("tiny-vit-quickgelu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated; tracer warnings
+        traced = torch.jit.trace(_OpenAIArchive(reference).half().eval(), torch.zeros(2, dtype=torch.half))
+        traced.save(str(tmp_path / "traced.pt"))
+        expected = torch.jit.load(str(tmp_path / "traced.pt")).state_dict()
+    state = read_checkpoint(tmp_path / "traced.pt")
+    assert set(state) == set(expected)
+    for key, value in expected.items():
+        assert state[key].dtype == value.dtype and torch.equal(state[key], value), key
