@@ -19,6 +19,7 @@ the fp32 run within bf16's rounding (eps 2^-8).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,12 @@ def dist_train(tmp_path: Path, name: str, text: str, env: dict, *extra: str) -> 
 
 
 def dist_env(tmp_path: Path, world: Path) -> dict:
+    """The environment of the runs; a free port, so that concurrent test sessions never meet in one rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     env = dict(os.environ, CLIPADAPT_DATA=str(world), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    return env | dict(PYTHON=sys.executable, MASTER_PORT=str(29000 + (os.getpid() + 7) % 2000))
+    return env | dict(PYTHON=sys.executable, MASTER_PORT=str(port))
 
 
 def load(path: Path) -> dict:
