@@ -122,37 +122,56 @@ def test_bf16_mixed_precision_keeps_fp32_parameters_and_trains(runs):
 
 
 _MOE_PLUGIN = 'dict(type="MoEUpcycle", num_experts=4, top_k=2, vision_layers=1, text_layers=1, trainable="all")'
-MOE = f"model = dict(plugins=[{_MOE_PLUGIN}])\n"
+_LONGCLIP_PLUGIN = 'dict(type="LongCLIP", keep=20, ratio=4, trainable="all", logit_scale=None, pcm_components=2)'
+_SGD = """
+optim_wrapper = dict(_delete_=True, type="OptimWrapper", constructor="TrainableOptimWrapperConstructor",
+                     optimizer=dict(type="SGD", lr=0.5, momentum=0.0, weight_decay=0.0))
+param_scheduler = [dict(type="ConstantLR", factor=1.0, by_epoch=False, begin=0, end=1)]
+train_cfg = dict(max_epochs=3, val_interval=10)
+val_dataloader = val_cfg = val_evaluator = None  # training only (its evaluator builds a zero-shot world)
+custom_hooks = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3, save_last=True))
+"""
+# Long-CLIP on its own tiny config: stretched positions (a parametrization), long and short PCM losses.
+LONGCLIP = f"""
+_base_ = [{str(ROOT / "configs" / "longclip" / "longclip_tiny-vit_1xb64_synthetic-long.py")!r}]
+synthetic_world = {WORLD!r}
+model = dict(pretrained=None, plugins=[{_LONGCLIP_PLUGIN}])
+train_dataloader = dict(batch_size={BATCH})
+{_SGD}"""
+# DDP needs find_unused_parameters=True for CLIP-MoE: an expert that gets no token on one rank has no
+# gradient there; plain DDP then ends 0.1 away from the sharded run (which reduces every shard, used or not).
+_UNUSED = dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=True)
+PLUGIN_CONFIGS = {
+    "moe": (
+        CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=BATCH) + f"model = dict(plugins=[{_MOE_PLUGIN}])\n",
+        f"model_wrapper_cfg = {_UNUSED!r}\n",
+    ),
+    "longclip": (LONGCLIP, ""),
+}
 
 
-@pytest.fixture(scope="module")
-def moe_runs(tmp_path_factory):
-    """CLIP-MoE (experts and routers train, the base is frozen) under DDP and sharded.
-
-    DDP needs ``find_unused_parameters=True`` here: an expert that gets no token on one rank has no
-    gradient there, and without it DDP leaves that step's gradients unaveraged (the last step's update
-    differs by 0.1). FSDP2 reduces every shard, used or not.
-    """
-    tmp_path = tmp_path_factory.mktemp("fsdp_moe")
+@pytest.fixture(scope="module", params=sorted(PLUGIN_CONFIGS))
+def plugin_runs(request, tmp_path_factory):
+    """CLIP-MoE (experts and routers train, the base is frozen) and Long-CLIP (all trains), DDP and sharded."""
+    tmp_path = tmp_path_factory.mktemp(f"fsdp_{request.param}")
     world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
     env = dist_env(tmp_path, world)
-    base = CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=BATCH) + MOE
-    ddp = "model_wrapper_cfg = " + str(
-        dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=True)
-    )
+    base, ddp = PLUGIN_CONFIGS[request.param]
     texts = {"ddp": base + ddp, "sharded": base + SHARDED.format(extra="")}
     out = {name: dist_train(tmp_path, name, text, env) for name, text in texts.items()}
     out["start"] = initial_state(tmp_path / "ddp.py")
     return out
 
 
-def test_sharded_moe_equals_ddp(moe_runs):
-    """Routing is discrete: the same weights route the same tokens, so the bound above still holds."""
-    ddp, sharded = (load(moe_runs[name][0] / "epoch_3.pth") for name in ("ddp", "sharded"))
-    assert losses(sharded) == pytest.approx(losses(ddp), rel=STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps)
-    want, got, start = ddp["state_dict"], sharded["state_dict"], moe_runs["start"]
-    assert sorted(got) == sorted(want) and any("experts" in k for k in want)  # adapter-only: experts and routers
-    overall = max(float((want[k] - start[k]).abs().max()) for k in want)
+def test_sharded_plugin_training_equals_ddp(plugin_runs):
+    """MoE routing is discrete: the same weights route the same tokens, so the bound above still holds."""
+    ddp, sharded = (load(plugin_runs[name][0] / "epoch_3.pth") for name in ("ddp", "sharded"))
     tolerance = STEPS * BATCH * TOKENS * torch.finfo(torch.float32).eps
+    assert losses(sharded) == pytest.approx(losses(ddp), rel=tolerance) and len(losses(ddp)) == STEPS
+    want, got, start = ddp["state_dict"], sharded["state_dict"], plugin_runs["start"]
+    assert sorted(got) == sorted(want) and "clipadapt" in sharded["meta"]  # adapter checkpoints, both
+    overall = max(float((want[k] - start[k]).abs().max()) for k in want)
+    assert overall > 0
     for key in want:
         assert float((got[key] - want[key]).abs().max()) <= tolerance * overall, key
