@@ -61,6 +61,11 @@ class FullyShardedWrapper(nn.Module):
         reshard_after_forward: Free a block's gathered parameters after its forward (ZeRO-3); False keeps
             them until the backward (ZeRO-2, faster, more memory).
         shard_frozen: Shard parameters with ``requires_grad=False`` too.
+        root_modules: Names of modules (``clip.visual.transformer.resblocks.3``) left out of the per-block
+            units: their parameters join the root unit, gathered for the whole step. For code that calls
+            a block's parts outside the block's ``forward`` (FG-CLIP 2's value path re-runs the last
+            vision block's ``ln_1``, ``attn.value_path`` and ``mlp``), which a per-block unit would leave
+            sharded.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class FullyShardedWrapper(nn.Module):
         mixed_precision: str | None = None,
         reshard_after_forward: bool = True,
         shard_frozen: bool = False,
+        root_modules: tuple[str, ...] | list[str] = (),
     ) -> None:
         super().__init__()
         if not torch_dist.is_initialized():
@@ -89,7 +95,12 @@ class FullyShardedWrapper(nn.Module):
         else:
             policy = MixedPrecisionPolicy()
         options = dict(mesh=mesh, mp_policy=policy, ignored_params=replicated)
-        units = [m for m in module.modules() if type(m).__name__ in set(shard_modules)]
+        names = dict(module.named_modules())
+        unknown = sorted(set(root_modules) - set(names))
+        if unknown:
+            raise ValueError(f"root_modules {unknown} are not modules of {type(module).__name__}")
+        kept = {id(names[n]) for n in root_modules}
+        units = [m for m in module.modules() if type(m).__name__ in set(shard_modules) and id(m) not in kept]
         if not units:
             raise ValueError(f"no module of {type(module).__name__} is a {list(shard_modules)}: nothing to shard")
         for unit in units:
