@@ -96,6 +96,8 @@ def test_refusals(group):
         FullyShardedWrapper(_model(), shard_modules=("NoSuchBlock",))
     with pytest.raises(ValueError, match="mixed_precision"):
         FullyShardedWrapper(_model(), mixed_precision="int8")
+    with pytest.raises(ValueError, match="root_modules"):
+        FullyShardedWrapper(_model(), root_modules=["clip.visual.transformer.resblocks.99"])
 
 
 def test_the_wrapper_needs_a_process_group():

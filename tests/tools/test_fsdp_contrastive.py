@@ -139,6 +139,15 @@ synthetic_world = {WORLD!r}
 model = dict(pretrained=None, plugins=[{_LONGCLIP_PLUGIN}])
 train_dataloader = dict(batch_size={BATCH})
 {_SGD}"""
+# FG-CLIP 2 on its own tiny config: region, hard-negative and long-caption losses, everything trains. Its
+# value path re-runs parts of the last vision block outside the block's forward: that block joins the root unit.
+FGCLIP2 = f"""
+_base_ = [{str(ROOT / "configs" / "fgclip" / "fgclip2_tiny-vit_1xb32_synthetic-regions.py")!r}]
+synthetic_world = {WORLD!r}
+model = dict(pretrained=None)
+train_dataloader = dict(batch_size={BATCH})
+{_SGD}"""
+_ROOT_BLOCK = SHARDED.format(extra=', root_modules=["clip.visual.transformer.resblocks.3"]')
 # DDP needs find_unused_parameters=True for CLIP-MoE: an expert that gets no token on one rank has no
 # gradient there; plain DDP then ends 0.1 away from the sharded run (which reduces every shard, used or not).
 _UNUSED = dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=True)
@@ -148,17 +157,19 @@ PLUGIN_CONFIGS = {
         f"model_wrapper_cfg = {_UNUSED!r}\n",
     ),
     "longclip": (LONGCLIP, ""),
+    "fgclip2": (FGCLIP2, ""),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(PLUGIN_CONFIGS))
 def plugin_runs(request, tmp_path_factory):
-    """CLIP-MoE (experts and routers train, the base is frozen) and Long-CLIP (all trains), DDP and sharded."""
+    """CLIP-MoE (experts and routers train, the base is frozen), Long-CLIP and FG-CLIP 2, DDP and sharded."""
     tmp_path = tmp_path_factory.mktemp(f"fsdp_{request.param}")
     world = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
     env = dist_env(tmp_path, world)
     base, ddp = PLUGIN_CONFIGS[request.param]
-    texts = {"ddp": base + ddp, "sharded": base + SHARDED.format(extra="")}
+    sharded = base + (_ROOT_BLOCK if request.param == "fgclip2" else SHARDED.format(extra=""))
+    texts = {"ddp": base + ddp, "sharded": sharded}
     out = {name: dist_train(tmp_path, name, text, env) for name, text in texts.items()}
     out["start"] = initial_state(tmp_path / "ddp.py")
     return out
