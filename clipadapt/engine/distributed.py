@@ -57,4 +57,9 @@ def use_cpu_ddp(cfg: Any) -> None:
     init_cpu_process_group(cfg.launcher)
     cfg.env_cfg = dict(cfg.get("env_cfg") or {}, dist_cfg=dict(backend="gloo"))
     if cfg.get("model_wrapper_cfg") is None:
-        cfg.model_wrapper_cfg = dict(type="CPUDistributedDataParallel", broadcast_buffers=False)
+        # MMEngine reads the top-level find_unused_parameters only when it builds the wrapper itself.
+        cfg.model_wrapper_cfg = dict(
+            type="CPUDistributedDataParallel",
+            broadcast_buffers=False,
+            find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
+        )

@@ -87,3 +87,7 @@ dmu = dict(
         train_cfg=dict(by_epoch=False, max_iters=_mlp_iters),
     ),
 )
+
+# Under DDP an expert that received no token on one rank has no gradient there; DDP must know to expect
+# that, or that rank's last-step gradients of the expert are never averaged (tests/tools/test_fsdp_contrastive.py).
+find_unused_parameters = True

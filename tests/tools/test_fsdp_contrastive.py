@@ -148,13 +148,12 @@ model = dict(pretrained=None)
 train_dataloader = dict(batch_size={BATCH})
 {_SGD}"""
 _ROOT_BLOCK = SHARDED.format(extra=', root_modules=["clip.visual.transformer.resblocks.3"]')
-# DDP needs find_unused_parameters=True for CLIP-MoE: an expert that gets no token on one rank has no
-# gradient there; plain DDP then ends 0.1 away from the sharded run (which reduces every shard, used or not).
-_UNUSED = dict(type="CPUDistributedDataParallel", broadcast_buffers=False, find_unused_parameters=True)
+# DDP needs find_unused_parameters=True for CLIP-MoE (the MoE configs set it): an expert that gets no token on
+# one rank has no gradient there; plain DDP then ends 0.1 away from the sharded run (which reduces every shard).
 PLUGIN_CONFIGS = {
     "moe": (
         CONFIG.format(base=str(CLIP_CONFIG), world=WORLD, batch=BATCH) + f"model = dict(plugins=[{_MOE_PLUGIN}])\n",
-        f"model_wrapper_cfg = {_UNUSED!r}\n",
+        "find_unused_parameters = True\n",
     ),
     "longclip": (LONGCLIP, ""),
     "fgclip2": (FGCLIP2, ""),
