@@ -129,3 +129,23 @@ def test_a_broken_checkpoint_is_named_in_one_line(entry, fault, config, tmp_path
         assert isinstance(info.value, (UnsafeCheckpointError, SystemExit)) and not (tmp_path / "PWNED").exists()
     assert not _work(tmp_path).exists(), "a failed run left its work dir (log folders) behind"
     assert not (tmp_path / "export").exists()
+
+
+def test_runs_started_in_one_process_within_one_second_keep_their_own_folders(config, tmp_path, monkeypatch):
+    """MMEngine names its logger and visualizer singletons "<config>_<timestamp>", to the second: a second
+    in-process run in the same second was handed the first run's visualizer, which wrote into the first
+    run's (already removed) log folder and failed with FileNotFoundError instead of the checkpoint error."""
+    import time
+    import types
+
+    import mmengine.runner.runner as mmengine_runner
+
+    cfg, world = config
+    monkeypatch.setenv("CLIPADAPT_DATA", str(world))
+    monkeypatch.setenv("CLIPADAPT_CACHE", str(tmp_path / "cache"))
+    frozen = types.SimpleNamespace(time=lambda: 1_800_000_000.0, strftime=time.strftime, localtime=time.localtime)
+    monkeypatch.setattr(mmengine_runner, "time", frozen)  # every run starts in the same second
+    path, reason = _empty_pt(tmp_path)
+    for attempt in ("first", "second", "third"):
+        with pytest.raises(CheckpointReadError, match=reason):
+            load_tool("test").main([str(cfg), str(path), "--work-dir", str(tmp_path / attempt)])

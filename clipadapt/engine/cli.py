@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import os.path as osp
 import sys
@@ -10,6 +11,8 @@ import sys
 from mmengine.config import Config, DictAction
 
 __all__ = ["add_runner_args", "apply_runner_args", "drop_training", "prepare_run"]
+
+_RUNS_IN_PROCESS = itertools.count(1)
 
 TRAINING_KEYS = (
     "train_dataloader",
@@ -73,4 +76,10 @@ def prepare_run(cfg: Config, config_path: str) -> Config:
         sys.exit(str(err))
     use_cpu_ddp(cfg)  # DDP on a machine without GPUs: gloo, and a wrapper that accepts CPU modules
     use_reliable_checkpoints(cfg)  # a kill never leaves a broken latest checkpoint; resumes are bit-identical
+    run = next(_RUNS_IN_PROCESS)
+    if run > 1 and cfg.get("experiment_name") is None:
+        # MMEngine keys its logger and visualizer singletons by "<config>_<timestamp>", to the second. A second
+        # run started in this process within that second (tools called in process, as the tests do) would be
+        # handed the first run's visualizer, which writes into the first run's folder. Every rank counts alike.
+        cfg.experiment_name = f"{osp.splitext(osp.basename(config_path))[0]}_run{run}"
     return cfg
