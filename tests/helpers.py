@@ -86,3 +86,26 @@ def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 
     enable_safe_resume()
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+# Two classes, one image each per split: the least a VPT run needs to build, train one step and test.
+TWO_CLASS_WORLD = dict(colours=["red", "blue"], shapes=["circle"], per_class_train=2, per_class_val=1, per_class_test=1)
+TWO_CLASS_WORLD |= dict(scenes_train=1, scenes_val=1, scenes_test=1, min_objects=1, max_objects=1)
+
+
+def two_class_vpt_config(root: Path, model_name: str | None = None) -> tuple[Path, Path]:
+    """A one-epoch VPT config on :data:`TWO_CLASS_WORLD` (generated under ``root``), random base weights."""
+    from clipadapt.datasets.synthetic import ensure_synthetic_world
+
+    world = ensure_synthetic_world(root / "world", progress=False, workers=1, **TWO_CLASS_WORLD)
+    vpt = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
+    name = f"model_name={model_name!r}, " if model_name else ""
+    config = root / "vpt_small.py"
+    config.write_text(
+        f"_base_ = [{str(vpt)!r}]\nsynthetic_world = {TWO_CLASS_WORLD!r}\n"
+        f"model = dict({name}pretrained=None, plugins=[dict(type='VPT', num_tokens=2)])\n"
+        "train_dataloader = dict(batch_size=2, dataset=dict(num_shots=2))\n"
+        "val_dataloader = dict(batch_size=2)\ntest_dataloader = dict(batch_size=2)\n"
+        "train_cfg = dict(max_epochs=1)\nvisualizer = dict(vis_backends=[dict(type='LocalVisBackend')])\n"
+    )
+    return config, world

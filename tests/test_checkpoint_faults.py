@@ -20,14 +20,8 @@ import pytest
 import torch
 
 import clipadapt
-from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.models.checkpoint_io import CheckpointReadError, UnsafeCheckpointError
-from tests.helpers import load_tool
-
-ROOT = Path(__file__).resolve().parents[1]
-VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
-WORLD = dict(colours=["red", "blue"], shapes=["circle"], per_class_train=2, per_class_val=1, per_class_test=1)
-WORLD |= dict(scenes_train=1, scenes_val=1, scenes_test=1, min_objects=1, max_objects=1)
+from tests.helpers import load_tool, two_class_vpt_config
 
 
 class _Payload:
@@ -80,17 +74,7 @@ FAULTS: dict[str, Callable[[Path], tuple[Path, str]]] = {
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("faults")
-    world = ensure_synthetic_world(root / "world", progress=False, workers=1, **WORLD)
-    config = root / "vpt_small.py"
-    config.write_text(
-        f"_base_ = [{str(VPT_CONFIG)!r}]\nsynthetic_world = {WORLD!r}\n"
-        "model = dict(pretrained=None, plugins=[dict(type='VPT', num_tokens=2)])\n"
-        "train_dataloader = dict(batch_size=2, dataset=dict(num_shots=2))\n"
-        "val_dataloader = dict(batch_size=2)\ntest_dataloader = dict(batch_size=2)\n"
-        "train_cfg = dict(max_epochs=1)\nvisualizer = dict(vis_backends=[dict(type='LocalVisBackend')])\n"
-    )
-    return config, world
+    return two_class_vpt_config(tmp_path_factory.mktemp("faults"))
 
 
 def _work(tmp: Path) -> Path:

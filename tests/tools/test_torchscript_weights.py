@@ -18,17 +18,11 @@ import pytest
 import torch
 
 import clipadapt
-from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.models.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 from clipadapt.models.checkpoint_io import read_checkpoint
 from tests.conftest import open_clip_model
-from tests.helpers import load_tool
+from tests.helpers import load_tool, two_class_vpt_config
 from tests.models.test_checkpoint import _OpenAIArchive
-
-ROOT = Path(__file__).resolve().parents[2]
-VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
-WORLD = dict(colours=["red", "blue"], shapes=["circle"], per_class_train=2, per_class_val=1, per_class_test=1)
-WORLD |= dict(scenes_train=1, scenes_val=1, scenes_test=1, min_objects=1, max_objects=1)
 
 
 class _Payload(torch.nn.Module):
@@ -119,17 +113,7 @@ def test_create_model_refuses_and_nothing_runs(archives, marker):
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("torchscript_config")
-    world = ensure_synthetic_world(root / "world", progress=False, workers=1, **WORLD)
-    config = root / "vpt_small.py"
-    config.write_text(
-        f"_base_ = [{str(VPT_CONFIG)!r}]\nsynthetic_world = {WORLD!r}\n"
-        "model = dict(model_name='tiny-vit-quickgelu', pretrained=None, plugins=[dict(type='VPT', num_tokens=2)])\n"
-        "train_dataloader = dict(batch_size=2, dataset=dict(num_shots=2))\n"
-        "val_dataloader = dict(batch_size=2)\ntest_dataloader = dict(batch_size=2)\n"
-        "train_cfg = dict(max_epochs=1)\nvisualizer = dict(vis_backends=[dict(type='LocalVisBackend')])\n"
-    )
-    return config, world
+    return two_class_vpt_config(tmp_path_factory.mktemp("torchscript_config"), model_name="tiny-vit-quickgelu")
 
 
 @pytest.mark.parametrize("tool", ["test", "train"])
