@@ -44,9 +44,7 @@ __all__ = [
     "VISUALIZERS",
 ]
 
-MODELS = Registry(
-    "model", parent=MMENGINE_MODELS, scope="clipadapt", locations=["clipadapt.models", "clipadapt.models.tasks"]
-)
+MODELS = Registry("model", parent=MMENGINE_MODELS, scope="clipadapt", locations=["clipadapt.models", "clipadapt.tasks"])
 # Plugins are modules that attach to a CLIP; they live in their own registry so that an unknown
 # plugin type lists only plugins, not every model of the scope.
 PLUGINS = Registry("plugin", parent=MODELS, scope="clipadapt", locations=["clipadapt.plugins"])

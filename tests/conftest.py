@@ -43,3 +43,12 @@ def tiny_pair(tmp_path: Path) -> tuple[torch.nn.Module, clipadapt.CLIP, Path]:
 @pytest.fixture
 def tiny_cfg():
     return load_model_config("tiny-vit")
+
+
+@pytest.fixture
+def clipadapt_scope():
+    """Build from clipadapt's registries whatever default scope an earlier test (a runner) left."""
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("clipadapt"):
+        yield

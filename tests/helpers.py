@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
@@ -26,19 +24,6 @@ SMALL_WORLD = dict(
     scenes_test=2,
     max_objects=2,
 )
-
-
-def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as a module (the tools are scripts, not a package), registered in ``sys.modules``.
-
-    Registering it lets dataclasses and pickling look the module up while it executes.
-    """
-    path = ROOT / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def train_single_and_ddp(

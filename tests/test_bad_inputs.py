@@ -41,8 +41,8 @@ import torch
 
 import clipadapt
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from clipadapt.engine.paths import load_tool
 from clipadapt.models.checkpoint import CheckpointMismatchError, CheckpointReadError
-from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_CONFIG = ROOT / "configs" / "clip" / "clip_tiny-vit_1xb64_synthetic.py"

@@ -20,8 +20,9 @@ import pytest
 import torch
 
 import clipadapt
+from clipadapt.engine.paths import load_tool
 from clipadapt.models.checkpoint_io import CheckpointReadError, UnsafeCheckpointError
-from tests.helpers import load_tool, two_class_vpt_config
+from tests.helpers import two_class_vpt_config
 
 
 class _Payload:

@@ -41,6 +41,7 @@ from mmengine.config import Config, DictAction
 
 from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import drop_training, prepare_run
+from clipadapt.engine.run import train_in_process
 from clipadapt.evaluation import harmonic_mean
 
 METRIC = "accuracy/top1"
@@ -83,10 +84,7 @@ def _configure(path: str, seed: int, work_dir: Path, options: dict[str, Any] | N
 
 def _train(cfg: Config) -> str:
     """Train ``cfg``; the final checkpoint's path."""
-    from mmengine.runner import Runner
-
-    runner = Runner.from_cfg(cfg.copy())
-    runner.train()
+    runner, _ = train_in_process(cfg.copy())
     checkpoint = osp.join(cfg.work_dir, f"epoch_{runner.max_epochs}.pth")
     if not osp.isfile(checkpoint):
         checkpoint = Path(cfg.work_dir, "last_checkpoint").read_text().strip()

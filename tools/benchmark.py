@@ -53,7 +53,7 @@ Rows:
 ``dist_sharding``, ``dist_loss`` (only when named in ``--rows``)
     Sharded (FSDP2) against DDP full fine-tuning on 2 gloo ranks: state memory per rank, peak RSS,
     steps/s; the contrastive loss's memory at a global batch of 4,096, full against large-batch.
-    See :mod:`clipadapt.benchmark.dist_rows`.
+    See :mod:`benchmarks.dist_rows`.
 ``image_forward_efficiency``
     Achieved model FLOP/s of clipadapt's image forward (FLOPs counted analytically from the config:
     2 x MACs of the patch embedding, every block and the head) divided by the FLOP/s of one large
@@ -91,13 +91,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from clipadapt.benchmark import (
+# benchmarks/ sits beside tools/, outside the installed package (as timm keeps its benchmark.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import (
     DTYPES,
     Bench,
     class_prompts,
@@ -106,9 +110,9 @@ from clipadapt.benchmark import (
     small_op_ms,
     usable_cores,
 )
-from clipadapt.benchmark.dist_rows import dist_loss_row, dist_sharding_row
-from clipadapt.benchmark.load_rows import eval_stream_row
-from clipadapt.benchmark.plugin_rows import long_text_row, moe_block_row, region_pooling_row
+from benchmarks.dist_rows import dist_loss_row, dist_sharding_row
+from benchmarks.load_rows import eval_stream_row
+from benchmarks.plugin_rows import long_text_row, moe_block_row, region_pooling_row
 
 __all__ = ["ROWS", "class_prompts", "image_flops", "main", "parse_args", "print_table", "run", "saved_for_backward_mib"]
 

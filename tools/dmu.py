@@ -37,7 +37,6 @@ import copy
 import csv
 import hashlib
 import json
-import logging
 import os.path as osp
 import sys
 import time
@@ -51,6 +50,7 @@ from mmengine.config import Config, DictAction
 
 from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import prepare_run
+from clipadapt.engine.run import train_in_process
 from clipadapt.fileio import atomic_write
 
 DMU_KEYS = {
@@ -130,14 +130,6 @@ def stretch_schedulers(schedule: dict[str, Any], max_iters: int | None = None) -
 def _save_npy(path: str, array: np.ndarray) -> None:
     with open(path, "wb") as handle:  # a file object: np.save would append ".npy" to a path
         np.save(handle, array)
-
-
-def _close_logs(runner: Any) -> None:
-    """Runners keep their log file open; close it so that many runners in one process do not leak."""
-    for handler in list(runner.logger.handlers):
-        if isinstance(handler, logging.FileHandler):
-            handler.close()
-            runner.logger.removeHandler(handler)
 
 
 class State:
@@ -280,10 +272,6 @@ class DMUPipeline:
         max_iters: int | None = None,
     ) -> Any:
         """One runner: train ``plugins`` with ``schedule`` (cluster batches from ``labels``); the trained task."""
-        from mmengine.runner import Runner
-
-        from clipadapt.engine.hooks import unwrap
-
         cfg = Config(copy.deepcopy(self.cfg.to_dict()))
         cfg.model.plugins = plugins
         for key in SCHEDULE_KEYS:
@@ -302,12 +290,7 @@ class DMUPipeline:
         cfg.log_processor = dict(by_epoch=cfg.train_cfg.get("by_epoch", True), window_size=10)
         cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=-1, save_last=False)
         cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="ProgressBarHook", desc=step)]
-        runner = Runner.from_cfg(cfg)
-        task = unwrap(runner.model)
-        if init is not None:
-            init(task.clip)
-        runner.train()
-        _close_logs(runner)
+        _, task = train_in_process(cfg, init=None if init is None else lambda task: init(task.clip))
         return task
 
     def _save_adapter(self, task: Any, step: str) -> str:

@@ -12,13 +12,13 @@ fails or runs out of time is recorded in the report and the next one runs):
     clipadapt against open_clip on the same random weights (ViT-B-16 and ViT-B-16-quickgelu), images and
     texts, fp32 / bf16 / fp16; MaPLe against the original computation, Long-CLIP at 248 tokens, MoE-upcycled
     towers and one MoE block. Relative feature error against a stated tolerance
-    (:mod:`clipadapt.benchmark.gpu_checks` explains it).
+    (:mod:`benchmarks.gpu_checks` explains it).
 ``kernels``
     Which SDPA backend serves the vision tower, the causal text tower and MaPLe-prompted towers (forward
     and backward), and whether flash-only and memory-efficient-only contexts can serve each.
 ``train``
     ``tools/train.py --amp`` on a tiny config: the loss falls; a run resumed from epoch 1 ends where the
-    uninterrupted run ended (:mod:`clipadapt.benchmark.train_check`).
+    uninterrupted run ended (:mod:`benchmarks.train_check`).
 ``bench``
     ``tools/benchmark.py --device cuda`` in bf16 and fp16, eager and ``torch.compile``, against the issue's
     goals (image forward >= 1.0x open_clip at its fastest setting, text and prompt steps >= 2x).
@@ -41,6 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# benchmarks/ sits beside tools/, outside the installed package (as timm keeps its benchmark.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("parity", "kernels", "train", "bench")
@@ -151,15 +154,15 @@ def run_worker(args: argparse.Namespace, scratch: Path) -> None:
 
     _save(path, data)
     if section == "parity":
-        from clipadapt.benchmark.gpu_checks import parity_checks
+        from benchmarks.gpu_checks import parity_checks
 
         parity_checks(plan["models"], args.device, plan["dtypes"], plan["batch"], plan["num_classes"], report)
     elif section == "kernels":
-        from clipadapt.benchmark.gpu_checks import kernel_checks
+        from benchmarks.gpu_checks import kernel_checks
 
         kernel_checks(plan["models"][0], args.device, plan["kernel_dtypes"], plan["batch"], report)
     elif section == "train":
-        from clipadapt.benchmark.train_check import train_check
+        from benchmarks.train_check import train_check
 
         report(train_check(scratch / "train", args.deadline, args.device == "cpu", args.tiny_clip))
     else:
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     report["findings"] = findings(report["sections"])
     report["meta"]["seconds"] = time.perf_counter() - start
     _save(out / "report.json", report)
-    from clipadapt.benchmark.gpu_summary import summary
+    from benchmarks.gpu_summary import summary
 
     (out / "summary.md").write_text(summary(report))
     print(f"wrote {out / 'report.json'} and {out / 'summary.md'}: {len(report['findings'])} finding(s)")

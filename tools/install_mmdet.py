@@ -29,7 +29,6 @@ time and ninja's count of compiled files; pip's and the compiler's output go to 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import shutil
@@ -38,21 +37,11 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
-
-def _load_bootstrap() -> ModuleType:
-    """tools/bootstrap.py (its logged steps), found beside this file however this file was loaded."""
-    name = "clipadapt_tools_bootstrap"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name("bootstrap.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
+from clipadapt.engine.paths import load_tool
 
 default_log, ninja_progress, run_logged = (
-    getattr(_load_bootstrap(), n) for n in ("default_log", "ninja_progress", "run_logged")
+    getattr(load_tool("bootstrap"), n) for n in ("default_log", "ninja_progress", "run_logged")
 )
 
 ROOT = Path(__file__).resolve().parent.parent

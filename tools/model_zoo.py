@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED_CSV = ROOT / "docs" / "assets" / "data" / "zoo_b2n_warm.csv"
@@ -123,14 +123,6 @@ TITLES = {
 }
 Y_LABELS = {"prompt": "top-1 accuracy (%)", "longclip": "R@1 / top-1 (%)", "fgclip": "accuracy (%)", "moe": "R@1 (%)",
             "ovd": "AP (%)"}  # fmt: skip
-
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -244,7 +236,7 @@ def _pick(metrics: dict[str, float], key: str, path: Path) -> float:
 
 def prompt_rows(results_csv: Path) -> list[dict[str, Any]]:
     """Mean base / novel / HM per method over its seeds (HM of the means, as tools/base2novel.py computes it)."""
-    plot_results = _load(ROOT / "tools" / "analysis" / "plot_results.py")
+    plot_results = load_tool("analysis/plot_results")
     columns, runs = plot_results.read_results([results_csv])
     rows = []
     for method, seeds in runs.items():

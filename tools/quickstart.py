@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,14 +55,6 @@ NEXT = [
         "any few-shot classification config of configs/ (one page per plugin in docs/plugins/)",
     ),
 ]
-
-
-def _tool(name: str) -> ModuleType:
-    """tools/<name>.py as a module (``test`` would clash with the standard library's package)."""
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{name}", Path(__file__).parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _step(message: str) -> None:
@@ -158,13 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     classes = count_classes(cfg)
 
     _step(f"zero-shot evaluation on the '{args.domain}' domain ({classes} classes; tools/test.py)")
-    test_tool = _tool("test")
+    test_tool = load_tool("test")
     zero_shot = [str(config), "--work-dir", str(work_dir / "zeroshot"), "--cfg-options", *options, "model.plugins=[]"]
     before = test_tool.main(zero_shot)
 
     _step(f"training {describe(cfg)[2:]} (tools/train.py)")
     train_dir = work_dir / "train"
-    _tool("train").main([str(config), "--work-dir", str(train_dir), "--cfg-options", *options])
+    load_tool("train").main([str(config), "--work-dir", str(train_dir), "--cfg-options", *options])
     checkpoint = Path((train_dir / "last_checkpoint").read_text().strip())
 
     _step("evaluating the trained checkpoint (tools/test.py)")

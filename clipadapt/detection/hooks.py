@@ -7,7 +7,8 @@ from typing import Any
 
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+
+from clipadapt.wrappers import unwrap_model
 
 from .vocabulary import check_vocabulary
 
@@ -73,7 +74,7 @@ class OpenVocabularyHook(Hook):
         if phase not in self._vocabularies:
             dataset = getattr(runner, f"{phase}_dataloader").dataset
             self._vocabularies[phase] = dataset_vocabulary(dataset, phase)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not hasattr(model, "set_vocabulary"):
             raise TypeError(f"OpenVocabularyHook needs a model with set_vocabulary(), got {type(model).__name__}")
         classes, novel = self._vocabularies[phase]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from clipadapt.models.clip import CLIP
-from clipadapt.models.tasks.templates import encode_class_prompts, resolve_templates, tokenize_class_prompts
+from clipadapt.tasks.templates import encode_class_prompts, resolve_templates, tokenize_class_prompts
 
 from .clip_models import tokenizer_for
 
@@ -35,7 +35,7 @@ def vocabulary_features(clip: CLIP, names: Sequence[str], templates: str | Seque
     """Normalised text features ``[C, D]`` of the class names, prompt-ensembled over the templates.
 
     An attached prompt learner (CoOp, MaPLe, ...) supplies its own template and learned context,
-    exactly as in :class:`clipadapt.models.tasks.PromptClassifier`.
+    exactly as in :class:`clipadapt.tasks.PromptClassifier`.
     """
     names = check_vocabulary(names)
     active = clip.class_prompt_templates(resolve_templates(templates))

@@ -16,19 +16,20 @@ Model code (``clipadapt.models``, the plugins) never imports this package.
 """
 
 # The tasks and metrics register into MODELS / METRICS; a runner built from here must find them.
+from clipadapt import tasks  # noqa: F401
 from clipadapt.evaluation import BaseNovelAccuracy, RetrievalRecall, Top1Accuracy  # noqa: F401
-from clipadapt.models import tasks  # noqa: F401
 
 from .config_check import ConfigKeyError, check_config
 from .distributed import CPUDistributedDataParallel, init_cpu_process_group, use_cpu_ddp
 from .hooks import AdapterCheckpointHook, ClassNamesHook, ProgressBarHook
 from .optim import AutocastOptimWrapper, TrainableOptimWrapperConstructor
-from .prepare import cache_dir, data_dir, prepare_config, resolve_uri, world_dir
-from .prompt_aggregation import GaussianPromptAggregationHook
+from .paths import cache_dir, data_dir, find_config, register_cache_resolver
+from .prepare import prepare_config, resolve_uri, world_dir
 from .reliability import AtomicCheckpointHook, AtomicLocalBackend, RandomStateHook, use_reliable_checkpoints
+from .run import train_in_process
 from .safe_load import SAFE_GLOBALS, UnsafeCheckpointError, enable_safe_resume, load_local_checkpoint
 from .sharding import FullyShardedWrapper, ShardedRunner, use_sharding
-from .tiny_clip import ensure_tiny_clip, find_config, tiny_clip_path
+from .tiny_clip import ensure_tiny_clip, tiny_clip_path
 
 __all__ = [
     "SAFE_GLOBALS",
@@ -40,7 +41,6 @@ __all__ = [
     "ClassNamesHook",
     "ConfigKeyError",
     "FullyShardedWrapper",
-    "GaussianPromptAggregationHook",
     "ProgressBarHook",
     "RandomStateHook",
     "ShardedRunner",
@@ -55,8 +55,10 @@ __all__ = [
     "init_cpu_process_group",
     "load_local_checkpoint",
     "prepare_config",
+    "register_cache_resolver",
     "resolve_uri",
     "tiny_clip_path",
+    "train_in_process",
     "use_cpu_ddp",
     "use_reliable_checkpoints",
     "use_sharding",

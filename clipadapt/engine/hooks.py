@@ -7,19 +7,14 @@ from typing import Any
 import torch
 from mmengine.dist import all_reduce, is_distributed
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from clipadapt.adapter import adapter_metadata, adapter_state_dict
 from clipadapt.registry import HOOKS
+from clipadapt.wrappers import unwrap_model
 
-__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "FiniteParametersHook", "ProgressBarHook", "unwrap"]
+__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "FiniteParametersHook", "ProgressBarHook"]
 
 CLIP_PREFIX = "clip."  # where the tasks keep their CLIP
-
-
-def unwrap(model: Any) -> Any:
-    """The model inside a DDP / FSDP wrapper."""
-    return model.module if is_model_wrapper(model) else model
 
 
 def _dataset_classes(dataloader: Any) -> list[str] | None:
@@ -45,7 +40,7 @@ class ClassNamesHook(Hook):
         self._in_training = False
 
     def _set(self, runner: Any, dataloader: Any) -> None:
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
         classes = _dataset_classes(dataloader)
         if classes is not None and hasattr(model, "set_classnames"):
             model.set_classnames(classes)
@@ -88,7 +83,7 @@ class AdapterCheckpointHook(Hook):
     priority = "VERY_LOW"
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
         clip = getattr(model, "clip", None)
         if clip is None or not len(clip.plugins):
             return
@@ -106,7 +101,7 @@ class AdapterCheckpointHook(Hook):
         _check_fit(runner, checkpoint)
 
     def _fill_base(self, runner: Any, checkpoint: dict, info: dict) -> None:
-        model = unwrap(runner.model)
+        model = unwrap_model(runner.model)
         clip = getattr(model, "clip", None)
         recorded = (info.get("base") or {}).get("sha256")
         current = clip.base_weights if clip is not None else None
@@ -138,7 +133,7 @@ def _check_fit(runner: Any, checkpoint: dict) -> None:
     from clipadapt.models.checkpoint import CheckpointMismatchError
 
     state = checkpoint.get("state_dict", checkpoint)
-    own = unwrap(runner.model).state_dict()
+    own = unwrap_model(runner.model).state_dict()
     keys = {k.removeprefix("module."): v for k, v in state.items() if hasattr(v, "shape")}
     unknown = sorted(k for k in keys if k not in own)
     shapes = sorted(
@@ -157,7 +152,7 @@ def _check_fit(runner: Any, checkpoint: dict) -> None:
     if not set(keys) & set(own):
         parts.append(f"no key in common with the model (whose keys look like {sorted(own)[:2]})")
     raise CheckpointMismatchError(
-        f"checkpoint {source} does not fit the model {type(unwrap(runner.model)).__name__}: " + "; ".join(parts)
+        f"checkpoint {source} does not fit the model {type(unwrap_model(runner.model)).__name__}: " + "; ".join(parts)
     )
 
 
@@ -167,7 +162,7 @@ def non_finite_parameters(model: Any) -> list[str]:
     Sharded parameters (FSDP2 DTensors) are checked on this rank's shard; :class:`FiniteParametersHook`
     then agrees across ranks, so that every rank stops together.
     """
-    params = [(name, p) for name, p in unwrap(model).named_parameters() if p.requires_grad]
+    params = [(name, p) for name, p in unwrap_model(model).named_parameters() if p.requires_grad]
     if not params:
         return []
     local = [p.to_local() if hasattr(p, "to_local") else p for _, p in params]
@@ -190,7 +185,7 @@ class FiniteParametersHook(Hook):
     def _check(self, runner: Any, when: str, agree: bool) -> None:
         bad = non_finite_parameters(runner.model)
         if agree and is_distributed():  # any rank's bad shard stops every rank (none waits in a collective)
-            device = next(unwrap(runner.model).parameters()).device  # gloo: CPU, NCCL: the GPU
+            device = next(unwrap_model(runner.model).parameters()).device  # gloo: CPU, NCCL: the GPU
             count = torch.tensor([float(len(bad))], device=device)
             all_reduce(count, op="sum")
             if count.item() and not bad:

@@ -14,6 +14,7 @@ from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from torch import nn
 
 from clipadapt.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+from clipadapt.wrappers import unwrap_model
 
 __all__ = ["AutocastOptimWrapper", "TrainableOptimWrapperConstructor"]
 
@@ -33,8 +34,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        if hasattr(model, "module"):
-            model = model.module
+        model = unwrap_model(model)
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError(

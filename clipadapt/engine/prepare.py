@@ -2,16 +2,17 @@
 
 Configs name local resources symbolically, so that they run on any machine and build what is missing:
 
-- ``cache://tiny-vit-synthetic``: the tiny base CLIP pretrained on the synthetic world
-  (:func:`clipadapt.engine.tiny_clip.ensure_tiny_clip`; built on first use, then cached);
+- ``cache://<name>``: a resource that its resolver builds on first use, then caches
+  (:mod:`clipadapt.engine.paths`; ``cache://tiny-vit-synthetic`` is the tiny base CLIP pretrained on the
+  synthetic world, :func:`clipadapt.engine.tiny_clip.ensure_tiny_clip`);
 - ``synthetic://`` (optionally followed by a relative path): the root of the synthetic world that the
   config's ``synthetic_world`` parameters describe (:func:`world_dir`), generated when missing;
   ``synthetic://captions_objects_<split>.csv`` is derived from its split files when asked for
   (:mod:`clipadapt.engine.object_captions`), and ``synthetic://detection_colour_<split>.json`` from
   its detection files (:mod:`clipadapt.engine.attribute_detection`).
 
-Folders: ``$CLIPADAPT_CACHE`` (default ``~/.cache/clipadapt``) for weights, ``$CLIPADAPT_DATA``
-(default ``<cache>/synthetic``) for the default synthetic world. Every other world lives in a sibling
+Folders (:mod:`clipadapt.engine.paths`): ``$CLIPADAPT_CACHE`` for weights, ``$CLIPADAPT_DATA`` for the
+default synthetic world. Every other world lives in a sibling
 folder named by a hash of its parameters, ``<data>-<8 hex>``: a config that asks for a bigger test split
 must not regenerate, in place, the world that every other config and the cached tiny CLIP were built on.
 """
@@ -28,21 +29,11 @@ from typing import Any
 from .attribute_detection import ATTRIBUTE_DETECTION, write_attribute_detection
 from .config_check import check_config
 from .object_captions import OBJECT_CAPTIONS, write_object_captions
+from .paths import CACHE_SCHEME, cache_dir, data_dir, resolve_cache
 
 __all__ = ["cache_dir", "data_dir", "prepare_config", "resolve_uri", "world_dir"]
 
-CACHE_SCHEME = "cache://"
 SYNTHETIC_SCHEME = "synthetic://"
-
-
-def cache_dir() -> Path:
-    """``$CLIPADAPT_CACHE`` or ``~/.cache/clipadapt``."""
-    return Path(os.environ.get("CLIPADAPT_CACHE") or Path.home() / ".cache" / "clipadapt").expanduser()
-
-
-def data_dir() -> Path:
-    """Root of the synthetic world: ``$CLIPADAPT_DATA`` or ``<cache>/synthetic``."""
-    return Path(os.environ.get("CLIPADAPT_DATA") or cache_dir() / "synthetic").expanduser()
 
 
 def world_dir(world: dict[str, Any] | None = None) -> Path:
@@ -75,23 +66,13 @@ def world_dir(world: dict[str, Any] | None = None) -> Path:
     return root.with_name(f"{root.name}-{digest}")
 
 
-def _cache_entry(name: str) -> str:
-    from .tiny_clip import CACHED_MODELS
-
-    if name not in CACHED_MODELS:
-        raise ValueError(
-            f"unknown cached model {CACHE_SCHEME}{name}; known: {[CACHE_SCHEME + n for n in CACHED_MODELS]}"
-        )
-    return str(CACHED_MODELS[name]())
-
-
 def resolve_uri(value: str, world: dict[str, Any] | None = None, _done: dict[str, str] | None = None) -> str:
     """A ``cache://`` or ``synthetic://`` string as a local path (building what is missing); others unchanged."""
     done = {} if _done is None else _done
     if value.startswith(CACHE_SCHEME):
         name = value[len(CACHE_SCHEME) :]
         if value not in done:
-            done[value] = _cache_entry(name)
+            done[value] = str(resolve_cache(name))
         return done[value]
     if value.startswith(SYNTHETIC_SCHEME):
         if SYNTHETIC_SCHEME not in done:

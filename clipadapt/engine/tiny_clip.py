@@ -10,23 +10,22 @@ with a JSON note beside it. Configs refer to it as ``pretrained='cache://tiny-vi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clipadapt.fileio import atomic_write
+from clipadapt.fileio import atomic_write, file_lock
 
-from .prepare import cache_dir
+from .paths import cache_dir, find_config, register_cache_resolver
+from .prepare import prepare_config
+from .run import train_in_process
 
-__all__ = ["CACHED_MODELS", "PRETRAIN_CONFIG", "ensure_tiny_clip", "find_config", "tiny_clip_path"]
+__all__ = ["PRETRAIN_CONFIG", "ensure_tiny_clip", "tiny_clip_path"]
 
 PRETRAIN_CONFIG = "clip/clip_tiny-vit_1xb64_synthetic.py"
 NAME = "tiny-vit-synthetic"
@@ -36,51 +35,14 @@ def tiny_clip_path() -> Path:
     return cache_dir() / f"{NAME}.pt"
 
 
-def find_config(relpath: str) -> Path:
-    """A config of clipadapt's ``configs/`` folder: ``$CLIPADAPT_CONFIGS`` first, then the source checkout."""
-    roots = [Path(os.environ["CLIPADAPT_CONFIGS"])] if os.environ.get("CLIPADAPT_CONFIGS") else []
-    roots.append(Path(__file__).resolve().parents[2] / "configs")
-    for root in roots:
-        if (root / relpath).is_file():
-            return root / relpath
-    raise FileNotFoundError(
-        f"config {relpath} not found under {[str(r) for r in roots]}; "
-        "set CLIPADAPT_CONFIGS to clipadapt's configs/ folder"
-    )
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock: several processes (ranks, test workers) asking at once build the model once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no advisory locks on this platform
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
 def pretrain_tiny_clip(
     out: Path, config: str | os.PathLike[str] | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run the pretraining config in this process and write the open_clip state dict to ``out``."""
     from mmengine.config import Config
-    from mmengine.runner import Runner
 
     from clipadapt.factory import to_open_clip_state_dict
 
-    from .hooks import unwrap
-    from .prepare import prepare_config
     from .safe_load import enable_safe_resume
 
     enable_safe_resume()
@@ -94,10 +56,8 @@ def pretrain_tiny_clip(
     cfg.experiment_name = f"{NAME}-{time.strftime('%Y%m%d_%H%M%S')}"
     prepare_config(cfg)
     start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    clip = unwrap(runner.model).clip
-    _atomic_save(to_open_clip_state_dict(clip.float().cpu()), out)
+    runner, task = train_in_process(cfg)
+    atomic_write(out, lambda tmp: torch.save(to_open_clip_state_dict(task.clip.float().cpu()), tmp))
     info = {
         "model": "tiny-vit",
         "config": str(config or PRETRAIN_CONFIG),
@@ -107,11 +67,6 @@ def pretrain_tiny_clip(
         "logs": str(Path(cfg.work_dir) / runner.timestamp),
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    # The runner's file handler keeps its log open; release it so repeated builds do not leak.
-    for handler in list(runner.logger.handlers):
-        if isinstance(handler, logging.FileHandler):
-            handler.close()
-            runner.logger.removeHandler(handler)
     return info
 
 
@@ -128,7 +83,7 @@ def ensure_tiny_clip(force: bool = False, progress: bool = True) -> Path:
     path = tiny_clip_path()
     if path.is_file() and not force:
         return path
-    with _file_lock(path.with_name(f".{path.name}.lock")):
+    with file_lock(path.with_name(f".{path.name}.lock")):
         if path.is_file() and not force:  # another process built it while we waited
             return path
         print(
@@ -142,5 +97,4 @@ def ensure_tiny_clip(force: bool = False, progress: bool = True) -> Path:
     return path
 
 
-# Names that ``cache://<name>`` resolves, each to a function that returns the local path.
-CACHED_MODELS: dict[str, Callable[[], Path]] = {NAME: ensure_tiny_clip}
+register_cache_resolver(NAME, ensure_tiny_clip)  # configs say pretrained='cache://tiny-vit-synthetic'

@@ -17,10 +17,10 @@ import torch
 from mmengine import dist
 from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from clipadapt.models.tasks.templates import class_prompts, ensemble_class_features
 from clipadapt.registry import DATASETS, HOOKS, METRICS
+from clipadapt.tasks.templates import class_prompts, ensemble_class_features
+from clipadapt.wrappers import unwrap_model
 
 from .retrieval import RetrievalRecall
 
@@ -69,10 +69,6 @@ def zero_shot_hits(
         pred = (image.float() @ class_features.float().t()).argmax(dim=-1).cpu()
         correct += int((pred == labels.cpu()).sum())
     return correct, len(indices)
-
-
-def _unwrap(model: Any) -> Any:
-    return model.module if is_model_wrapper(model) else model
 
 
 @METRICS.register_module()
@@ -126,7 +122,7 @@ class LongTextRetrieval(RetrievalRecall):
             raise ValueError(
                 f"LongTextRetrieval zero_shot takes the keys {sorted(known)} ('dataset' required); got {sorted(cfg)}"
             )
-        from clipadapt.models.tasks.templates import resolve_templates
+        from clipadapt.tasks.templates import resolve_templates
 
         out = {"templates": "synthetic", "batch_size": 128, "compare_base": True, **cfg}
         out["templates"] = resolve_templates(out["templates"])
@@ -134,7 +130,7 @@ class LongTextRetrieval(RetrievalRecall):
 
     def bind_model(self, model: Any) -> None:
         """The task to run for zero-shot classification (:class:`MetricModelHook` calls this)."""
-        self._model = _unwrap(model)
+        self._model = unwrap_model(model)
 
     # --------------------------------------------------------------------------- retrieval
     def process(self, data_batch: Any, data_samples: Sequence[dict[str, Any]]) -> None:

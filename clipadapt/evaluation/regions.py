@@ -56,7 +56,7 @@ def scene_zero_shot_top1(image_scores: torch.Tensor, present: Sequence[set[int]]
 
 @METRICS.register_module()
 class RegionMetric(BaseMetric):
-    """Region-text evaluation of :class:`~clipadapt.models.tasks.RegionTextAlignment` predictions.
+    """Region-text evaluation of :class:`~clipadapt.tasks.RegionTextAlignment` predictions.
 
     Reported (as ``region/<name>``), each when the predictions carry what it needs:
 

@@ -3,13 +3,16 @@
 from .attention import FusedAttention, reference_attention
 from .clip import CLIP
 from .config import CLIPConfig, TextConfig, UnsupportedModelError, VisionConfig, list_models, load_model_config
-from .towers import TextOutput, TextTower, TowerContext, VisionOutput, VisionTower
+from .hooks import ClipPlugin, PluginCompatibilityError, TowerContext
+from .towers import TextOutput, TextTower, VisionOutput, VisionTower
 from .transformer import ResidualBlock, Transformer
 
 __all__ = [
     "CLIP",
     "CLIPConfig",
+    "ClipPlugin",
     "FusedAttention",
+    "PluginCompatibilityError",
     "ResidualBlock",
     "TextConfig",
     "TextOutput",

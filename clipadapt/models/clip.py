@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import CLIPConfig
-from .towers import TextOutput, TextTower, VisionOutput, VisionTower, hooks_of
-
-if TYPE_CHECKING:
-    from ..plugins.base import Plugin
+from .hooks import ClipPlugin, PluginCompatibilityError, hooks_of
+from .towers import TextOutput, TextTower, VisionOutput, VisionTower
 
 __all__ = ["CLIP"]
 
@@ -114,10 +112,8 @@ class CLIP(nn.Module):
         self.text.transformer.grad_checkpointing = enable
 
     # --------------------------------------------------------------------------------- plugins
-    def attach(self, plugin: Plugin) -> None:
+    def attach(self, plugin: ClipPlugin) -> None:
         """Register ``plugin`` under its prefix, let it change the model, then refresh the hooks."""
-        from ..plugins.base import PluginCompatibilityError
-
         prefix = plugin.plugin_prefix()
         if prefix in self.plugins:
             raise PluginCompatibilityError(
@@ -125,12 +121,12 @@ class CLIP(nn.Module):
                 "a plugin can be attached once"
             )
         self.plugins[prefix] = plugin
-        plugin._clip_ref[:] = [self]
+        plugin.bind(self)
         try:
             plugin.attach(self)
         except Exception:
             del self.plugins[prefix]
-            plugin._clip_ref.clear()
+            plugin.bind(None)
             raise
         self.refresh_hooks()
 
@@ -139,10 +135,8 @@ class CLIP(nn.Module):
         self.visual.embed_hooks, self.visual.block_hooks = hooks_of(plugins, "vision")
         self.text.embed_hooks, self.text.block_hooks = hooks_of(plugins, "text")
 
-    def replace_module(self, plugin: Plugin, name: str, new: nn.Module) -> nn.Module:
+    def replace_module(self, plugin: ClipPlugin, name: str, new: nn.Module) -> nn.Module:
         """Swap the submodule ``name`` for ``new``, recording which plugin changed it."""
-        from ..plugins.base import PluginCompatibilityError
-
         prefix = plugin.plugin_prefix()
         if name.startswith("plugins."):
             raise PluginCompatibilityError(f"plugin {prefix!r} cannot replace another plugin's module {name!r}")

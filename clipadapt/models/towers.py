@@ -22,8 +22,8 @@ positional embedding is added, so appending is equivalent to inserting after CLS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,49 +32,10 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .config import TextConfig, VisionConfig
-from .transformer import BlockHook, QuickGELU, ResidualBlock, Transformer
+from .hooks import BlockHook, EmbedHook, TowerContext
+from .transformer import QuickGELU, ResidualBlock, Transformer
 
 __all__ = ["TextOutput", "TextTower", "TowerContext", "VisionOutput", "VisionTower"]
-
-EmbedHook = Callable[[torch.Tensor, "TowerContext"], torch.Tensor]
-
-
-@dataclass
-class TowerContext:
-    """What a hook knows about the current forward pass.
-
-    Attributes:
-        tower: ``'vision'`` or ``'text'``.
-        batch_size: Number of images or texts.
-        tokens: Text token ids [B, L] as run (after truncation); None for vision.
-        eot_index: Position of the end-of-text token per text [B]; hooks that move tokens update it.
-        num_patches: Patch tokens of the vision tower (``h * w`` of the patch grid); 0 for text.
-        aux: Auxiliary outputs that plugins record (router logits, ...); returned with the features.
-        condition: Per-call data a task passed for this call only (``{"image_features": [B, D]}`` for
-            CoCoOp's text prompts), row ``i`` for batch item ``i``; None when the call passed none.
-    """
-
-    tower: str
-    batch_size: int
-    tokens: torch.Tensor | None = None
-    eot_index: torch.Tensor | None = None
-    num_patches: int = 0
-    aux: dict[str, Any] = field(default_factory=dict)
-    condition: Mapping[str, torch.Tensor] | None = None
-
-    def conditioned(self, name: str, owner: str) -> torch.Tensor:
-        """The condition ``name`` of this call, for the plugin ``owner``; raises how to pass it when absent."""
-        value = None if self.condition is None else self.condition.get(name)
-        if value is None:
-            method = "encode_text" if self.tower == "text" else "encode_image"
-            raise ValueError(
-                f"{owner} needs the per-call condition {name!r} in the {self.tower} tower, and this call passed "
-                f"{sorted(self.condition) if self.condition else 'none'}: call clip.{method}(x, condition="
-                f"{{{name!r}: tensor}}) with one row per {self.tower} input, or run the model through a task that "
-                f"provides it (PromptClassifier provides 'image_features' to the text tower; for an adapter: "
-                f"task = PromptClassifier(model_name, pretrained, plugins=...); load_adapter(path, model=task.clip))"
-            )
-        return value
 
 
 def _check_condition(condition: Mapping[str, torch.Tensor] | None, batch: int, tower: str) -> None:
@@ -294,14 +255,3 @@ class TextTower(_HookedTower):
         else:
             pooled = pooled @ self.text_projection
         return TextOutput(pooled, x if output_tokens else None, context.eot_index, context.aux)
-
-
-def hooks_of(plugins: Sequence[Any], tower: str) -> tuple[list[EmbedHook], list[BlockHook]]:
-    """The bound hook methods of ``plugins`` that act on ``tower``, in list order."""
-    embed, block = [], []
-    for plugin in plugins:
-        if tower in plugin.hooked_towers("embed"):
-            embed.append(plugin.embed_hook)
-        if tower in plugin.hooked_towers("block"):
-            block.append(plugin.block_hook)
-    return embed, block

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import FusedAttention
-
-if TYPE_CHECKING:
-    from .towers import TowerContext
+from .hooks import BlockHook, TowerContext
 
 __all__ = ["MLP", "LayerScale", "QuickGELU", "ResidualBlock", "Transformer"]
-
-# A block hook receives (block index, tokens [B, N, C], context) and returns the tokens.
-BlockHook = Callable[[int, torch.Tensor, "TowerContext"], torch.Tensor]
 
 
 class QuickGELU(nn.Module):

@@ -31,13 +31,10 @@ from torch import nn
 
 if TYPE_CHECKING:
     from ..models.clip import CLIP
-    from ..models.towers import TowerContext
+
+from ..models.hooks import PluginCompatibilityError, TowerContext
 
 __all__ = ["Plugin", "PluginCompatibilityError", "check_conditions"]
-
-
-class PluginCompatibilityError(ValueError):
-    """A plugin cannot attach to this model (or beside an already attached plugin)."""
 
 
 class Plugin(nn.Module):
@@ -65,6 +62,10 @@ class Plugin(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._clip_ref: list[CLIP] = []  # a list keeps the CLIP out of this module's children
+
+    def bind(self, clip: CLIP | None) -> None:
+        """Called by ``CLIP.attach``: remember the CLIP this plugin is attached to (None: forget it)."""
+        self._clip_ref[:] = [] if clip is None else [clip]
 
     @classmethod
     def plugin_prefix(cls) -> str:

@@ -1,5 +1,12 @@
 """Finding plugins: the built-ins, the ``clipadapt.plugins`` entry point group, ``custom_imports``.
 
+The built-in plugins are one package, ``clipadapt_plugins`` (the ``plugins/`` folder of the source tree),
+which :func:`load_plugin_modules` imports before the entry point group; its ``__init__`` imports every
+built-in, so a new built-in needs a line there and its package in ``setup.cfg``, and no entry point. In a
+source checkout (``plugins/`` beside the ``clipadapt`` package that runs), ``clipadapt_plugins`` is that
+folder, whatever another install of clipadapt maps the name to: a checkout run through ``PYTHONPATH``
+uses its own plugins.
+
 A third-party package declares, in its packaging metadata::
 
     [options.entry_points]
@@ -16,8 +23,15 @@ data sets or hooks, because clipadapt loads the group before it checks or builds
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 import warnings
+from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..registry import PLUGINS
@@ -26,7 +40,26 @@ from .base import Plugin
 __all__ = ["build_plugin", "load_plugin_modules", "registered_plugins"]
 
 ENTRY_POINT_GROUP = "clipadapt.plugins"
+BUILTIN_PACKAGE = "clipadapt_plugins"
+_CHECKOUT_PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 _loaded = False
+
+
+class _CheckoutPluginsFinder(importlib.abc.MetaPathFinder):
+    """Resolves ``clipadapt_plugins`` to the ``plugins/`` folder of the source checkout this clipadapt runs from."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != BUILTIN_PACKAGE:
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, _CHECKOUT_PLUGINS / "__init__.py", submodule_search_locations=[str(_CHECKOUT_PLUGINS)]
+        )
+
+
+if (_CHECKOUT_PLUGINS / "__init__.py").is_file() and BUILTIN_PACKAGE not in sys.modules:
+    sys.meta_path.insert(0, _CheckoutPluginsFinder())
 
 
 def load_plugin_modules(force: bool = False) -> None:
@@ -36,9 +69,9 @@ def load_plugin_modules(force: bool = False) -> None:
         return
     _loaded = True
     try:
-        importlib.import_module("clipadapt_plugins")
+        importlib.import_module(BUILTIN_PACKAGE)
     except ModuleNotFoundError as err:
-        if err.name != "clipadapt_plugins":
+        if err.name != BUILTIN_PACKAGE:
             raise
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -11,7 +11,7 @@ from einops import repeat
 
 from ..factory import get_tokenizer
 from ..models.clip import CLIP
-from ..models.towers import TowerContext
+from ..models.hooks import TowerContext
 
 __all__ = ["append_tokens", "check_context_fits", "context_from_words", "overwrite_last", "overwrite_span"]
 

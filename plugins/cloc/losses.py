@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from clipadapt.models.tasks.region_losses import region_contrastive_loss
+from clipadapt.tasks.region_losses import region_contrastive_loss
 
 __all__ = ["cloc_region_loss", "duplicate_negatives", "grounding_loss"]
 

@@ -38,7 +38,7 @@ class CLOCPrompter(Plugin):
     single-head transformer layer, mean-pools and projects into the joint space. Its norm and
     projection start as copies of the tower's ``ln_post`` and ``proj``.
 
-    Losses, with :class:`~clipadapt.models.tasks.RegionTextAlignment` (set its ``region`` weight to 0:
+    Losses, with :class:`~clipadapt.tasks.RegionTextAlignment` (set its ``region`` weight to 0:
     this plugin computes the region term): ``loss_cloc = lambda * InfoNCE`` over every region and
     region caption of the batch, ignoring negatives whose captions are more similar than
     ``duplicate_threshold`` (similarity without gradient); with ``grounding``, ``loss_grounding =

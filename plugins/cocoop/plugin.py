@@ -29,7 +29,7 @@ class CoCoOp(Plugin):
 
     The image features arrive per call: the plugin declares ``conditions = {"text":
     ("image_features",)}`` and reads ``context.conditioned("image_features", ...)``, one row per text.
-    :class:`~clipadapt.models.tasks.PromptClassifier` passes them; a task that cannot is refused at
+    :class:`~clipadapt.tasks.PromptClassifier` passes them; a task that cannot is refused at
     build time. Parameter names follow the original ``PromptLearner`` (``prompt_learner.ctx`` and
     ``prompt_learner.meta_net.linear1.weight`` there are ``plugins.cocoop.ctx`` and
     ``plugins.cocoop.meta_net.linear1.weight`` here).

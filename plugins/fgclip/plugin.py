@@ -28,7 +28,7 @@ class RegionAlign(Plugin):
     tower's (FG-CLIP 2's ``dense_feature_head``), so region training does not move the global head.
 
     The plugin changes no token: global features are the base CLIP's until its parameters train. The
-    losses live in :class:`~clipadapt.models.tasks.RegionTextAlignment`, which asks this plugin for
+    losses live in :class:`~clipadapt.tasks.RegionTextAlignment`, which asks this plugin for
     region features.
 
     Args:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from clipadapt.models.tasks.contrastive import clip_loss, gather_features
+from clipadapt.tasks.contrastive import clip_loss, gather_features
 
 __all__ = ["contrastive_ce", "min_batch_for", "pcm_losses", "principal_component_reduction"]
 

@@ -180,13 +180,9 @@ def test_invalid_parameters(tmp_path: Path) -> None:
 
 
 def test_cli(tmp_path: Path, tiny_params: dict, capsys: pytest.CaptureFixture) -> None:
-    import importlib.util
+    from clipadapt.engine.paths import load_tool
 
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", Path(__file__).parents[2] / "tools" / "make_synthetic.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool("make_synthetic")
     argv = [
         str(tmp_path / "cli"),
         "--classes",

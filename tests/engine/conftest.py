@@ -6,8 +6,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def clipadapt_scope():
-    from mmengine.registry import DefaultScope
-
-    with DefaultScope.overwrite_default_scope("clipadapt"):
-        yield
+def _engine_scope(clipadapt_scope):
+    yield

@@ -19,7 +19,7 @@ def test_counts_cover_every_parameter_and_sharding_divides_the_state():
 
 
 def test_loss_bytes_match_the_measured_dist_loss_row():
-    from clipadapt.benchmark.dist_rows import dist_loss_row
+    from benchmarks.dist_rows import dist_loss_row
 
     row = dist_loss_row(SimpleNamespace(args=SimpleNamespace(dist_global_batch=256), cfg=SimpleNamespace(embed_dim=32)))
     mib = 2**20

@@ -15,7 +15,7 @@ import clipadapt.engine  # noqa: F401  (registers tasks, datasets, metrics, hook
 from clipadapt.datasets import FewShotDataset
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.evaluation import LongTextRetrieval, MetricModelHook, retrieval_recall, zero_shot_hits
-from clipadapt.models.tasks import ImageTextContrastive, PromptClassifier
+from clipadapt.tasks import ImageTextContrastive, PromptClassifier
 
 WORLD = dict(
     seed=3,

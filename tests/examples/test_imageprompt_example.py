@@ -19,9 +19,9 @@ import torch
 
 import clipadapt
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from clipadapt.models.tasks import PromptClassifier
 from clipadapt.plugins import PluginCompatibilityError, discovery
 from clipadapt.registry import MODELS, PLUGINS
+from clipadapt.tasks import PromptClassifier
 from tests.examples.test_lora_example import pip_install
 from tests.helpers import SMALL_WORLD
 

@@ -244,7 +244,7 @@ class NeedsPatches(Identity):
 
 
 def test_a_task_that_cannot_provide_a_condition_refuses_the_plugin_naming_both() -> None:
-    from clipadapt.models.tasks import PromptClassifier
+    from clipadapt.tasks import PromptClassifier
 
     with pytest.raises(
         PluginCompatibilityError,

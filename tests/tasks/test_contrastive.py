@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipadapt.models.tasks import clip_loss, gather_features
 from clipadapt.registry import MODELS
+from clipadapt.tasks import clip_loss, gather_features
 
 CAPTIONS = ["a red circle", "a blue square and a green star", "a yellow cross"]
 LONG = ["The image shows one object. " * 20, "Two objects on a plain background.", "A cross."]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-from clipadapt.models.tasks import ClipDataPreprocessor
+from clipadapt.tasks import ClipDataPreprocessor
 
 
 def test_normalises_like_clip(images):

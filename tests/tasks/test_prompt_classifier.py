@@ -189,7 +189,7 @@ def test_an_image_conditioned_plugin_gets_per_image_features_in_bounded_calls_an
 
 
 def test_a_subclass_changes_one_step_without_copying_the_forward(images):
-    from clipadapt.models.tasks import PromptClassifier
+    from clipadapt.tasks import PromptClassifier
 
     class HalfTemperature(PromptClassifier):
         def compute_logits(self, image_features, text_features):

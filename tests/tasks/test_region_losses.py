@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from clipadapt.models.tasks.region_losses import (
+from clipadapt.tasks.region_losses import (
     batch_hard_loss,
     cmr_loss,
     cmr_margin,

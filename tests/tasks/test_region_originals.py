@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from clipadapt.models.dense import encode_regions
-from clipadapt.models.tasks import RegionTextAlignment
-from clipadapt.models.tasks.region import FGCLIP_V1_LOSS_WEIGHTS
+from clipadapt.tasks import RegionTextAlignment
+from clipadapt.tasks.region import FGCLIP_V1_LOSS_WEIGHTS
 
 COLOURS, SHAPES = ["red", "blue", "green", "yellow"], ["circle", "star", "square"]
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from clipadapt.models.dense import encode_regions
-from clipadapt.models.tasks import RegionTextAlignment, clip_loss
-from clipadapt.models.tasks.region_losses import hard_negative_loss, region_contrastive_loss, tic_loss
+from clipadapt.tasks import RegionTextAlignment, clip_loss
+from clipadapt.tasks.region_losses import hard_negative_loss, region_contrastive_loss, tic_loss
 
 BOXES = [torch.tensor([[0.0, 0.0, 32.0, 32.0], [16.0, 8.0, 64.0, 40.0]]), torch.tensor([[8.0, 8.0, 56.0, 60.0]])]
 SAMPLES = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from clipadapt.models.tasks import RegionTextAlignment
+from clipadapt.tasks import RegionTextAlignment
 
 CLASSES = ["red circle", "blue star", "green square"]
 

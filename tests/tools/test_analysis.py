@@ -7,17 +7,15 @@ through the PNG they write: a real PNG of the expected size with something drawn
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from PIL import Image
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from clipadapt.engine.paths import load_tool
 from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,19 +24,11 @@ VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16sho
 WORLD = SMALL_WORLD
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"clipadapt_tools_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-curves = _load(ANALYSIS / "plot_curves.py")
-results = _load(ANALYSIS / "plot_results.py")
-benchmark = _load(ANALYSIS / "plot_benchmark.py")
-world_plot = _load(ANALYSIS / "plot_world.py")
-train_tool = _load(ROOT / "tools" / "train.py")
+curves = load_tool("analysis/plot_curves")
+results = load_tool("analysis/plot_results")
+benchmark = load_tool("analysis/plot_benchmark")
+world_plot = load_tool("analysis/plot_world")
+train_tool = load_tool("train")
 
 
 def _assert_png(path: Path, min_size: tuple[int, int]) -> None:

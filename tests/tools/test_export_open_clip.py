@@ -13,7 +13,7 @@ import torch
 import clipadapt
 import clipadapt_plugins.coop  # noqa: F401  (registers CoOp)
 from clipadapt.adapter import adapter_metadata, adapter_state_dict
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = " ".join(["A large striped red circle sits in the top left, and a small dotted blue star is below it."] * 5)

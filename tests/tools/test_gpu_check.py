@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "gpu_check.py"
@@ -23,7 +23,7 @@ gpu_check = load_tool("gpu_check")
 
 
 def test_tolerance_is_stated_per_dtype_depth_and_width() -> None:
-    from clipadapt.benchmark.gpu_checks import UNIT_ROUNDOFF, relative_error, tolerance
+    from benchmarks.gpu_checks import UNIT_ROUNDOFF, relative_error, tolerance
 
     assert UNIT_ROUNDOFF == {"fp32": 2.0**-24, "bf16": 2.0**-8, "fp16": 2.0**-11}
     # ViT-B/16: 12 blocks, MLP width 3072 (the figures the module docstring and docs/performance.md state).
@@ -41,7 +41,7 @@ def test_tolerance_is_stated_per_dtype_depth_and_width() -> None:
 
 
 def test_known_cards_have_a_bf16_peak() -> None:
-    from clipadapt.benchmark.timing import peak_bf16_tflops
+    from benchmarks.timing import peak_bf16_tflops
 
     assert peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0
@@ -61,7 +61,7 @@ def test_arguments() -> None:
 
 
 def test_kernel_findings() -> None:
-    from clipadapt.benchmark.gpu_checks import kernel_findings
+    from benchmarks.gpu_checks import kernel_findings
 
     fused = {"path": "p", "dtype": "bf16", "default": ["flash"], "flash_only": "ok", "efficient_only": "ok"}
     assert kernel_findings(fused, "cuda") == []
@@ -167,7 +167,7 @@ def test_a_section_past_its_limit_is_recorded_and_the_report_still_written(tmp_p
 def test_training_check_parts(tmp_path: Path) -> None:
     import torch
 
-    from clipadapt.benchmark.train_check import compare_weights, logged_losses, write_config
+    from benchmarks.train_check import compare_weights, logged_losses, write_config
 
     config = write_config(tmp_path, 3, small=False, tiny_clip=None).read_text()
     assert "deterministic=True" in config and "max_epochs=3" in config and "window_size=1" in config

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 SETUP_PY = """
 extra_compile_args = {'cxx': ['-std=c++14']}

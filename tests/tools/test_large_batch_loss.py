@@ -25,8 +25,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from clipadapt.models.tasks import clip_loss
-from clipadapt.models.tasks.losses_distributed import large_batch_clip_loss, local_clip_loss_sum
+from clipadapt.tasks import clip_loss
+from clipadapt.tasks.losses_distributed import large_batch_clip_loss, local_clip_loss_sum
 
 SIZES = (3, 5)
 DIM = 16

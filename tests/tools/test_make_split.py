@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from clipadapt.datasets import FewShotDataset
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import clipadapt
 from clipadapt.adapter import load_adapter
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import UnsafeCheckpointError, enable_safe_resume
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"

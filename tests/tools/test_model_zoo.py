@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "model-zoo.md"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from clipadapt.engine.paths import load_tool
 from clipadapt.evaluation import harmonic_mean
-from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = dict(

@@ -18,10 +18,11 @@ import pytest
 import torch
 
 import clipadapt
+from clipadapt.engine.paths import load_tool
 from clipadapt.models.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 from clipadapt.models.checkpoint_io import read_checkpoint
 from tests.conftest import open_clip_model
-from tests.helpers import load_tool, two_class_vpt_config
+from tests.helpers import two_class_vpt_config
 from tests.models.test_checkpoint import _OpenAIArchive
 
 

@@ -19,7 +19,8 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
-from tests.helpers import SMALL_WORLD, load_tool
+from clipadapt.engine.paths import load_tool
+from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"

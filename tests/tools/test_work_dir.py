@@ -20,13 +20,14 @@ import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 from clipadapt.engine import enable_safe_resume
+from clipadapt.engine.paths import load_tool
 from clipadapt.engine.workdir import (
     ResumeError,
     WorkDirBusyError,
     WorkDirLock,
     find_resume_checkpoint,
 )
-from tests.helpers import SMALL_WORLD, load_tool
+from tests.helpers import SMALL_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 VPT_CONFIG = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
@@ -194,5 +195,5 @@ def test_a_complete_world_is_used_without_its_write_lock(setup, monkeypatch):
     def no_lock(root):
         raise PermissionError(f"{root}: read-only (the write lock was asked for)")
 
-    monkeypatch.setattr(writers, "_locked", no_lock)
+    monkeypatch.setattr(writers, "file_lock", no_lock)
     assert ensure_synthetic_world(world, progress=False, workers=1, **SMALL_WORLD) == world

@@ -18,7 +18,6 @@ records the requested parameters, generation is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import io
@@ -35,6 +34,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from clipadapt.fileio import atomic_write_bytes, file_lock
+
 from .draw import apply_light, draw_background, render
 from .scene import hard_negatives, long_caption, phrase, sample_scene, sample_single, short_caption
 from .vocab import WorldConfig
@@ -50,18 +51,6 @@ def _rng(seed: int, *keys: str | int) -> np.random.Generator:
     """An independent generator per item; string keys are hashed stably (crc32), never with hash()."""
     entropy = [seed] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
     return np.random.default_rng(np.random.SeedSequence(entropy))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
@@ -305,22 +294,6 @@ def _remove_previous(root: Path, manifest: dict | None) -> None:
             path.unlink()
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``root`` (several ranks may ensure the same world at once)."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: generation is still atomic per file
-        yield
-        return
-    with open(root / ".synthetic.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def generate_synthetic_world(
     root: str | os.PathLike, config: WorldConfig, *, workers: int | None = None, progress: bool = True
 ) -> dict:
@@ -382,7 +355,7 @@ def ensure_synthetic_world(
     if _is_current(root, load_manifest(root), config):
         return root  # complete: nothing to write, so no write lock (the folder may be read-only)
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
+    with file_lock(root / ".synthetic.lock"):
         if not _is_current(root, load_manifest(root), config):
             generate_synthetic_world(root, config, workers=workers, progress=progress)
     return root

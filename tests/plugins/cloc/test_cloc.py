@@ -9,7 +9,7 @@ import torch
 
 import clipadapt
 from clipadapt.models.dense import encode_regions
-from clipadapt.models.tasks import RegionTextAlignment
+from clipadapt.tasks import RegionTextAlignment
 from clipadapt_plugins.cloc import Prompter, cloc_region_loss, grounding_loss, sinusoidal_corners
 
 BOXES = [

@@ -12,8 +12,8 @@ import torch._dynamo
 import clipadapt
 import clipadapt_plugins.cocoop  # noqa: F401  (registers CoCoOp)
 from clipadapt.models import TowerContext
-from clipadapt.models.tasks import ImageTextContrastive, PromptClassifier
 from clipadapt.plugins import Plugin, PluginCompatibilityError
+from clipadapt.tasks import ImageTextContrastive, PromptClassifier
 from tests.conftest import open_clip_model, save_state
 from tests.plugins.cocoop.reference import OriginalCoCoOp
 

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from clipadapt.datasets import RegionDataset
-from clipadapt.models.tasks.region import DEFAULT_LOSS_WEIGHTS, FGCLIP_V1_LOSS_WEIGHTS
+from clipadapt.tasks.region import DEFAULT_LOSS_WEIGHTS, FGCLIP_V1_LOSS_WEIGHTS
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "fgclip"
 

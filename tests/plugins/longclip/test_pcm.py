@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import clipadapt
 import clipadapt.engine
-from clipadapt.models.tasks import ImageTextContrastive
+from clipadapt.tasks import ImageTextContrastive
 from clipadapt_plugins.longclip import LongCLIP, principal_component_reduction
 from clipadapt_plugins.longclip.plugin import first_sentence
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import clipadapt
-from clipadapt.models.tasks import ImageTextContrastive
+from clipadapt.tasks import ImageTextContrastive
 from clipadapt_plugins.longclip import LongCLIP
 from clipadapt_plugins.longclip.plugin import first_sentence
 

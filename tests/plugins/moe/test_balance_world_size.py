@@ -99,7 +99,7 @@ def test_expert_dropout_is_active_in_training_only():
 def test_the_recipe_composes_longclips_frozen_stretch_under_moe(tiny_weights) -> None:
     from mmengine.config import Config
 
-    from clipadapt.models.tasks import ImageTextContrastive
+    from clipadapt.tasks import ImageTextContrastive
     from tests.helpers import ROOT
 
     recipe = Config.fromfile(str(ROOT / "configs/moe/clipmoe_vit-b-16_4x2_1xb100_sharegpt4v.py")).model
@@ -114,7 +114,7 @@ def test_the_recipe_composes_longclips_frozen_stretch_under_moe(tiny_weights) ->
 
 
 def test_the_contrastive_task_smooths_its_labels(tiny_weights) -> None:
-    from clipadapt.models.tasks import ImageTextContrastive, clip_loss
+    from clipadapt.tasks import ImageTextContrastive, clip_loss
 
     torch.manual_seed(0)
     task = ImageTextContrastive("tiny-vit", pretrained=str(tiny_weights), label_smoothing=0.1).eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from tests.helpers import load_tool
+from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "moe" / "clipmoe_tiny-vit_4x2_1xb32_synthetic.py"

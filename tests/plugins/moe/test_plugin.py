@@ -93,7 +93,7 @@ def test_padding_after_eot_is_neither_routed_nor_counted(tiny_weights) -> None:
 
 
 def test_balance_loss_reaches_the_router_through_the_contrastive_task(tiny_weights) -> None:
-    from clipadapt.models.tasks import ImageTextContrastive
+    from clipadapt.tasks import ImageTextContrastive
 
     weights = tiny_weights
     task = ImageTextContrastive(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from clipadapt.models.tasks import PromptClassifier
+from clipadapt.tasks import PromptClassifier
 from clipadapt.models.towers import VisionOutput
 from clipadapt.registry import MODELS
 
@@ -16,7 +16,7 @@ __all__ = ["PatchConditionedClassifier"]
 class PatchConditionedClassifier(PromptClassifier):
     """Prompt classification whose text tower also receives ``patch_mean`` per image.
 
-    Two steps of :class:`~clipadapt.models.tasks.PromptClassifier`'s forward change; everything else
+    Two steps of :class:`~clipadapt.tasks.PromptClassifier`'s forward change; everything else
     (per-image class features in bounded calls, logits, loss, predictions) is inherited.
     """
 

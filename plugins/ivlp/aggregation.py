@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from torch import nn
 
 from clipadapt.registry import HOOKS
+from clipadapt.wrappers import unwrap_model
 
 __all__ = ["GaussianPromptAggregationHook"]
 
@@ -64,7 +64,7 @@ class GaussianPromptAggregationHook(Hook):
 
     @staticmethod
     def _parameters(runner: Any) -> dict[str, nn.Parameter]:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
     # --------------------------------------------------------------------------------- running

@@ -1,6 +1,6 @@
 """Rows of the adaptation plugins beyond prompt learning: Long-CLIP, region pooling, CLIP-MoE.
 
-Each function takes the run's :class:`~clipadapt.benchmark.rows.Bench` (model name, device, dtype,
+Each function takes the run's :class:`~benchmarks.rows.Bench` (model name, device, dtype,
 timing settings) and returns one row dict, with the same keys as the core rows.
 """
 

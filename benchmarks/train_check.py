@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONTRASTIVE = ROOT / "configs" / "clip" / "clip_tiny-vit_1xb64_synthetic.py"
 VPT = ROOT / "configs" / "vpt" / "vpt_tiny-vit_1xb32_synthetic-dark-16shot.py"
 # A few fp16 ulps (2^-11 each) of the largest weight: what rounding-level differences of a handful of

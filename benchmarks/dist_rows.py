@@ -141,8 +141,8 @@ def dist_sharding_row(bench: Any) -> dict[str, Any]:
 
 def dist_loss_row(bench: Any) -> dict[str, Any]:
     """``dist_loss``: memory of the contrastive loss at a global batch of 4,096 on one of 2 ranks (see the module)."""
-    from clipadapt.models.tasks import clip_loss
-    from clipadapt.models.tasks.losses_distributed import local_clip_loss_sum
+    from clipadapt.tasks import clip_loss
+    from clipadapt.tasks.losses_distributed import local_clip_loss_sum
 
     total = getattr(bench.args, "dist_global_batch", 4096)
     dim = bench.cfg.embed_dim

@@ -20,7 +20,7 @@ from typing import Any
 
 from .rows import Bench
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ZERO_SHOT = ROOT / "configs" / "zeroshot" / "zeroshot_tiny-vit_synthetic-dark.py"
 
 # Run tools/test.py in this process and report its peak RSS (KiB on Linux) as the last stdout line.

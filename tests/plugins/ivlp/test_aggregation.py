@@ -13,8 +13,10 @@ from mmengine.runner import Runner
 from torch import nn
 
 from clipadapt.engine import enable_safe_resume
-from clipadapt.engine.prompt_aggregation import GaussianPromptAggregationHook
 from clipadapt.registry import HOOKS
+from clipadapt_plugins.ivlp import GaussianPromptAggregationHook
+
+pytestmark = pytest.mark.usefixtures("clipadapt_scope")
 
 
 class Toy(BaseModel):
