@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from mmdet.registry import HOOKS
-from mmengine.hooks import Hook
 
+from clipadapt.engine.hooks import PhaseClassesHook
 from clipadapt.wrappers import unwrap_model
 
 from .vocabulary import check_vocabulary
@@ -56,40 +56,26 @@ def dataset_vocabulary(dataset: Any, phase: str) -> tuple[list[str], list[str]]:
 
 
 @HOOKS.register_module()
-class OpenVocabularyHook(Hook):
+class OpenVocabularyHook(PhaseClassesHook):
     """Sets :class:`clipadapt.detection.OpenVocabRCNN`'s vocabulary from each phase's data set.
 
     Before training, the training set's ``metainfo['classes']`` (the base classes); before validation
     and testing, that phase's classes and ``novel_classes``; after a validation run inside training,
-    the training vocabulary again. So one trained detector is evaluated on any vocabulary: change the
-    test set's ``metainfo`` (or its annotation file), not the model.
+    the training vocabulary again (:class:`~clipadapt.engine.hooks.PhaseClassesHook`). So one trained
+    detector is evaluated on any vocabulary: change the test set's ``metainfo`` (or its annotation file),
+    not the model.
     """
 
-    priority = "VERY_HIGH"
-
     def __init__(self) -> None:
+        super().__init__()
         self._vocabularies: dict[str, tuple[list[str], list[str]]] = {}  # per phase, read once
 
-    def _apply(self, runner: Any, phase: str) -> None:
+    def apply(self, runner: Any, phase: str) -> None:
         if phase not in self._vocabularies:
-            dataset = getattr(runner, f"{phase}_dataloader").dataset
-            self._vocabularies[phase] = dataset_vocabulary(dataset, phase)
+            self._vocabularies[phase] = dataset_vocabulary(self.dataset(runner, phase), phase)
         model = unwrap_model(runner.model)
         if not hasattr(model, "set_vocabulary"):
             raise TypeError(f"OpenVocabularyHook needs a model with set_vocabulary(), got {type(model).__name__}")
         classes, novel = self._vocabularies[phase]
         model.set_vocabulary(classes, novel)
         runner.logger.info(f"{phase} vocabulary: {len(classes)} classes {classes}, novel {novel}")
-
-    def before_train(self, runner: Any) -> None:
-        self._apply(runner, "train")
-
-    def before_val(self, runner: Any) -> None:
-        self._apply(runner, "val")
-
-    def after_val(self, runner: Any) -> None:
-        if "train" in self._vocabularies:  # a validation inside training
-            self._apply(runner, "train")
-
-    def before_test(self, runner: Any) -> None:
-        self._apply(runner, "test")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from clipadapt.models.clip import CLIP
-from clipadapt.tasks.templates import encode_class_prompts, resolve_templates, tokenize_class_prompts
+from clipadapt.tasks.zero_shot import zero_shot_classifier
 
 from .clip_models import tokenizer_for
 
@@ -38,6 +38,4 @@ def vocabulary_features(clip: CLIP, names: Sequence[str], templates: str | Seque
     exactly as in :class:`clipadapt.tasks.PromptClassifier`.
     """
     names = check_vocabulary(names)
-    active = clip.class_prompt_templates(resolve_templates(templates))
-    tokens = tokenize_class_prompts(tokenizer_for(clip), names, active)
-    return encode_class_prompts(clip, tokens, len(names))
+    return zero_shot_classifier(clip, tokenizer_for(clip), names, templates)

@@ -12,26 +12,18 @@ from clipadapt.adapter import adapter_metadata, adapter_state_dict
 from clipadapt.registry import HOOKS
 from clipadapt.wrappers import unwrap_model
 
-__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "FiniteParametersHook", "ProgressBarHook"]
+__all__ = ["AdapterCheckpointHook", "ClassNamesHook", "FiniteParametersHook", "PhaseClassesHook", "ProgressBarHook"]
 
 CLIP_PREFIX = "clip."  # where the tasks keep their CLIP
 
 
-def _dataset_classes(dataloader: Any) -> list[str] | None:
-    dataset = getattr(dataloader, "dataset", None)
-    metainfo = getattr(dataset, "metainfo", None) or {}
-    classes = metainfo.get("classes")
-    return list(classes) if classes else None
+class PhaseClassesHook(Hook):
+    """Base of the hooks that give the model the class names of the data set each loop is about to see.
 
-
-@HOOKS.register_module()
-class ClassNamesHook(Hook):
-    """Give the model the class names of the data set it is about to see (``dataset.metainfo['classes']``).
-
-    Before training, validation and testing it calls ``model.set_classnames`` with the classes of
-    that loop's data set, and restores the training classes after a validation inside training. So a
-    model trained on base classes is validated on novel ones with the right prompts. Models without
-    ``set_classnames`` (contrastive) and data sets without classes are left alone.
+    :meth:`apply` runs before training, validation and testing with that phase's name, and again with
+    ``"train"`` after a validation inside training, so that a model trained on base classes is validated on
+    novel ones and then trains on the base ones again. ``ClassNamesHook`` (prompt classifiers, region tasks)
+    and ``clipadapt.detection.OpenVocabularyHook`` (detector vocabularies) differ only in :meth:`apply`.
     """
 
     priority = "VERY_HIGH"
@@ -39,28 +31,47 @@ class ClassNamesHook(Hook):
     def __init__(self) -> None:
         self._in_training = False
 
-    def _set(self, runner: Any, dataloader: Any) -> None:
-        model = unwrap_model(runner.model)
-        classes = _dataset_classes(dataloader)
-        if classes is not None and hasattr(model, "set_classnames"):
-            model.set_classnames(classes)
+    def apply(self, runner: Any, phase: str) -> None:
+        """Give the model the classes of ``phase``'s data set (:meth:`dataset`)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def dataset(runner: Any, phase: str) -> Any:
+        """The data set of ``phase`` (``train``, ``val``, ``test``); None when its loader has none."""
+        loader = runner.train_dataloader if phase == "train" else getattr(runner, f"{phase}_loop").dataloader
+        return getattr(loader, "dataset", None)
 
     def before_train(self, runner: Any) -> None:
         self._in_training = True
-        self._set(runner, runner.train_dataloader)
+        self.apply(runner, "train")
 
     def after_train(self, runner: Any) -> None:
         self._in_training = False
 
     def before_val(self, runner: Any) -> None:
-        self._set(runner, runner.val_loop.dataloader)
+        self.apply(runner, "val")
 
     def after_val(self, runner: Any) -> None:
         if self._in_training:  # a validation inside training: back to the training classes
-            self._set(runner, runner.train_dataloader)
+            self.apply(runner, "train")
 
     def before_test(self, runner: Any) -> None:
-        self._set(runner, runner.test_loop.dataloader)
+        self.apply(runner, "test")
+
+
+@HOOKS.register_module()
+class ClassNamesHook(PhaseClassesHook):
+    """Give the model the class names of the data set it is about to see (``dataset.metainfo['classes']``).
+
+    Calls ``model.set_classnames`` with the classes of each loop's data set (:class:`PhaseClassesHook`).
+    Models without ``set_classnames`` (contrastive) and data sets without classes are left alone.
+    """
+
+    def apply(self, runner: Any, phase: str) -> None:
+        model = unwrap_model(runner.model)
+        classes = (getattr(self.dataset(runner, phase), "metainfo", None) or {}).get("classes")
+        if classes and hasattr(model, "set_classnames"):
+            model.set_classnames(list(classes))
 
 
 @HOOKS.register_module()

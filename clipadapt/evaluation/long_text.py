@@ -19,7 +19,7 @@ from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
 
 from clipadapt.registry import DATASETS, HOOKS, METRICS
-from clipadapt.tasks.templates import class_prompts, ensemble_class_features
+from clipadapt.tasks.zero_shot import resolve_templates, zero_shot_classifier
 from clipadapt.wrappers import unwrap_model
 
 from .retrieval import RetrievalRecall
@@ -50,13 +50,7 @@ def zero_shot_hits(
     if not classes:
         raise ValueError(f"the zero-shot data set {type(dataset).__name__} has no metainfo['classes']")
     clip = task.clip
-    templates = clip.class_prompt_templates(templates)
-    prompts = class_prompts(classes, templates)
-    tokens = task.tokenizer(prompts).to(clip.logit_scale.device)
-    text = torch.cat(
-        [clip.encode_text(tokens[i : i + batch_size], normalize=True) for i in range(0, len(prompts), batch_size)]
-    )
-    class_features = ensemble_class_features(text, len(classes))  # [C, D]
+    class_features = zero_shot_classifier(clip, task.tokenizer, classes, templates, batch_size)  # [C, D]
     indices = list(range(len(dataset))) if indices is None else list(indices)
     correct = 0
     for start in range(0, len(indices), batch_size):
@@ -122,8 +116,6 @@ class LongTextRetrieval(RetrievalRecall):
             raise ValueError(
                 f"LongTextRetrieval zero_shot takes the keys {sorted(known)} ('dataset' required); got {sorted(cfg)}"
             )
-        from clipadapt.tasks.templates import resolve_templates
-
         out = {"templates": "synthetic", "batch_size": 128, "compare_base": True, **cfg}
         out["templates"] = resolve_templates(out["templates"])
         return out

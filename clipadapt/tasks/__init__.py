@@ -11,7 +11,7 @@ from .contrastive import ImageTextContrastive, clip_loss, gather_features
 from .preprocessor import ClipDataPreprocessor
 from .prompt_classifier import PromptClassifier
 from .region import DEFAULT_LOSS_WEIGHTS, RegionTextAlignment
-from .templates import TEMPLATE_SETS, resolve_templates
+from .zero_shot import TEMPLATE_SETS, resolve_templates, zero_shot_classifier
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
@@ -24,4 +24,5 @@ __all__ = [
     "clip_loss",
     "gather_features",
     "resolve_templates",
+    "zero_shot_classifier",
 ]

@@ -14,7 +14,7 @@ from clipadapt.models.towers import VisionOutput
 from clipadapt.registry import MODELS
 
 from .base import ClipTask
-from .templates import (
+from .zero_shot import (
     class_prompts,
     encode_class_prompts,
     ensemble_class_features,

@@ -26,7 +26,7 @@ from .region_losses import (
     tic_loss,
 )
 from .region_texts import per_image, region_texts
-from .templates import encode_class_prompts, resolve_templates, tokenize_class_prompts
+from .zero_shot import resolve_templates, zero_shot_classifier
 
 __all__ = ["DEFAULT_LOSS_WEIGHTS", "FGCLIP_V1_LOSS_WEIGHTS", "RegionTextAlignment"]
 
@@ -181,10 +181,10 @@ class RegionTextAlignment(ClipTask):
             raise RuntimeError("RegionTextAlignment has no category names: pass classnames= or use ClassNamesHook")
         if self._class_cache is None or self._class_cache.device != self.device:
             # A prompt plugin's template (CoOp's learned context) wins over the task's, as in PromptClassifier.
-            templates = self.clip.class_prompt_templates(self.templates)
-            tokens = tokenize_class_prompts(self.tokenizer, self.classnames, templates)
             with torch.no_grad():
-                self._class_cache = encode_class_prompts(self.clip, tokens, len(self.classnames), self.text_batch_size)
+                self._class_cache = zero_shot_classifier(
+                    self.clip, self.tokenizer, self.classnames, self.templates, self.text_batch_size
+                )
         return self._class_cache
 
     def train(self, mode: bool = True) -> RegionTextAlignment:

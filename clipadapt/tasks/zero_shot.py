@@ -1,4 +1,11 @@
-"""Prompt templates for zero-shot classification: strings with one ``{}`` for the class name."""
+"""Zero-shot class text features, one module for every caller (open_clip's ``zero_shot_classifier``).
+
+Templates are strings with one ``{}`` for the class name. An attached prompt plugin that fixes the token
+layout (CoOp, MaPLe, IVLP: ``Plugin.text_template``) replaces the caller's templates, so that the class
+features carry its learned context: :func:`zero_shot_classifier` asks the CLIP
+(``clip.class_prompt_templates``) before it tokenizes. The prompt classifier, the region task, the
+long-text evaluation and the open-vocabulary detector all build their class features here.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ __all__ = [
     "ensemble_class_features",
     "resolve_templates",
     "tokenize_class_prompts",
+    "zero_shot_classifier",
 ]
 
 # open_clip keeps its templates as lambdas; configs hold strings, so they are rendered once here.
@@ -89,3 +97,20 @@ def encode_class_prompts(clip: CLIP, tokens: torch.Tensor, num_classes: int, bat
         clip.encode_text(tokens[i : i + batch_size], normalize=True) for i in range(0, tokens.shape[0], batch_size)
     ]
     return ensemble_class_features(torch.cat(chunks), num_classes)
+
+
+def zero_shot_classifier(
+    clip: CLIP, tokenizer: Any, classnames: Sequence[str], templates: str | Sequence[str], batch_size: int = 256
+) -> torch.Tensor:
+    """Normalised class features ``[C, D]``: every template's prompt per class, encoded, averaged, normalised.
+
+    Args:
+        clip: The CLIP, with its plugins; an attached prompt plugin's template replaces ``templates``.
+        tokenizer: The CLIP's tokenizer (``clipadapt.get_tokenizer``).
+        classnames: The class names (``_`` reads as a space).
+        templates: A ``TEMPLATE_SETS`` name or strings with one ``{}``.
+        batch_size: Prompts per text forward.
+    """
+    active = clip.class_prompt_templates(resolve_templates(templates))
+    tokens = tokenize_class_prompts(tokenizer, classnames, active)
+    return encode_class_prompts(clip, tokens, len(classnames), batch_size)
