@@ -6,7 +6,8 @@ drawn from one pseudo-label cluster each; after every stage the image and the te
 training set are clustered (3 x 3 k-means) and the labels refined, ``labels * 9 + 3 * text + image``
 (9 -> 81 -> 729 groups). Expert j of every MoE layer is then the MLP of stage j.
 
-The training itself is ``tools/dmu.py``'s; this module holds the two model-side steps it needs.
+The training itself is the recipe's (``recipe.py``, run by ``tools/dmu.py``); this module holds the two
+model-side steps it needs.
 """
 
 from __future__ import annotations

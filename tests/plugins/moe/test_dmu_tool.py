@@ -88,6 +88,7 @@ def test_dmu_resumes_at_the_next_unfinished_stage(setup, monkeypatch) -> None:
 
     # The second run starts at stage 2: stages 0 and 1 are neither re-run nor rewritten.
     dmu = _dmu_tool()
+    monkeypatch.setattr(dmu.DMUPipeline, "_mlp_stage", original)  # the recipe's class outlives the tool's reload
     calls: list[str] = []
     for name in ("_stage0", "_mlp_stage", "_router_stage"):
         monkeypatch.setattr(dmu.DMUPipeline, name, _spy(getattr(dmu.DMUPipeline, name), calls))

@@ -1,0 +1,99 @@
+"""The comparison tables of the DMU recipe: one run's (``compare.csv`` / ``.md``), and the mean and
+standard deviation over seeds."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["METRICS", "aggregate", "write_seed_table", "write_table"]
+
+METRICS = ("i2t_R@1", "t2i_R@1", "i2t_R@5", "t2i_R@5")
+COLUMNS = ("method", "split", "pairs", "steps", "samples", *METRICS, "activated", "total")
+HEADER = ("Method", "steps", "samples", "I->T R@1", "T->I R@1", "I->T R@5", "T->I R@5", "activated/token", "total")
+
+
+def _table_name(split: str) -> str:
+    return "compare" if split == "test" else f"compare_{split}"
+
+
+def _markdown(title: str, cells: list[list[str]]) -> str:
+    lines = [title, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _params(row: dict[str, Any]) -> list[str]:
+    return [f"{row['activated'] / 1e6:.3f}M", f"{row['total'] / 1e6:.3f}M"]
+
+
+def write_table(rows: list[dict[str, Any]], out: Path, split: str = "test") -> None:
+    """``compare.csv`` and ``compare.md`` (``compare_<split>.*`` for a split other than test) in ``out``;
+    the Markdown is printed too."""
+    name = _table_name(split)
+    with open(out / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    pairs = sorted({r.get("pairs") for r in rows}, key=str)
+    cells = [
+        [r["method"], str(r["steps"]), str(r["samples"]), *(f"{r[m]:.2f}" for m in METRICS), *_params(r)] for r in rows
+    ]
+    text = _markdown(f"Retrieval on the {split} split ({'/'.join(map(str, pairs))} image-text pairs).", cells)
+    (out / f"{name}.md").write_text(text)
+    print(text, flush=True)
+
+
+def aggregate(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per method: the mean and sample standard deviation (ddof=1; 0 for one seed) of each metric.
+
+    Raises:
+        ValueError: the seeds' tables do not list the same methods, budgets and test-set size.
+    """
+    seeds = sorted(per_seed)
+    keys = {s: [(r["method"], r["steps"], r["samples"], r.get("pairs")) for r in per_seed[s]] for s in seeds}
+    if any(k != keys[seeds[0]] for k in keys.values()):
+        raise ValueError(f"the seeds' comparisons differ in methods, budgets or test-set size: {keys}")
+    out = []
+    for i, first in enumerate(per_seed[seeds[0]]):
+        row = {k: first.get(k) for k in ("method", "split", "pairs", "steps", "samples", "activated", "total")}
+        row["seeds"] = " ".join(map(str, seeds))
+        for metric in METRICS:
+            values = np.array([per_seed[s][i][metric] for s in seeds], dtype=np.float64)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            row[f"{metric}_seeds"] = " ".join(f"{v:.2f}" for v in values)
+        out.append(row)
+    return out
+
+
+def write_seed_table(rows: list[dict[str, Any]], out: Path, split: str = "test") -> None:
+    """``compare[_<split>].csv`` / ``.md`` of :func:`aggregate`'s rows (mean +- std over the seeds)."""
+    name = _table_name(split)
+    stats = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "seeds")]
+    fields = ("method", "split", "pairs", "seeds", "steps", "samples", *stats, "activated", "total")
+    with open(out / f"{name}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    cells = [
+        [
+            r["method"],
+            str(r["steps"]),
+            str(r["samples"]),
+            *(f"{r[f'{m}_mean']:.2f} ± {r[f'{m}_std']:.2f}" for m in METRICS),
+            *_params(r),
+        ]
+        for r in rows
+    ]
+    seeds = rows[0]["seeds"] if rows else ""
+    title = (
+        f"Retrieval on the {split} split ({rows[0]['pairs'] if rows else '?'} image-text pairs): "
+        f"mean ± sample std over seeds {seeds}."
+    )
+    text = _markdown(title, cells)
+    (out / f"{name}.md").write_text(text)
+    print(text, flush=True)
