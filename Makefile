@@ -2,7 +2,7 @@
 # Each target installs only what it needs, and each part has its own stamp, so the stamps stay true
 # whichever target runs first:
 #   core   clipadapt and its runtime dependencies   quickstart, bench (and under every other one)
-#   dev    pytest, pytest-xdist, ruff                test, lint
+#   dev    pytest, pytest-xdist, ruff, mypy          test, lint
 #   docs   mkdocs and its plugins                    docs, test (tests/docs builds the site)
 #   mmdet  MMDetection 3.3.0 + mmcv 2.1.0            test, mmdet (detection configs need it)
 # pip's output goes to .venv/install.log; a failed step prints the end of that log and its path.
@@ -46,8 +46,11 @@ test: $(DEV) $(DOCS) $(MMDET)
 bench: $(CORE)
 	$(PY) tools/benchmark.py
 
+# The style and type checks of CI (.ci/run): lint and format of the whole tree, types of clipadapt/ (pyproject.toml).
 lint: $(DEV)
-	$(VENV)/bin/ruff check clipadapt plugins tools tests examples
+	$(VENV)/bin/ruff check clipadapt plugins benchmarks tools tests examples
+	$(VENV)/bin/ruff format --check clipadapt plugins benchmarks tools tests examples
+	$(VENV)/bin/mypy
 
 docs: $(DOCS)
 	$(VENV)/bin/mkdocs build --strict

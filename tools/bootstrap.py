@@ -3,7 +3,7 @@
 The Makefile runs it with the virtual environment's Python; each target installs only what it needs::
 
     .venv/bin/python tools/bootstrap.py core    # clipadapt and its runtime dependencies (make quickstart)
-    .venv/bin/python tools/bootstrap.py dev     # + pytest, pytest-xdist, ruff (make test, make lint)
+    .venv/bin/python tools/bootstrap.py dev     # + pytest, pytest-xdist, ruff, mypy (make test, make lint)
     .venv/bin/python tools/bootstrap.py docs    # + mkdocs and its plugins (make docs, make test)
 
 MMDetection and mmcv are installed by ``tools/install_mmdet.py`` (``make mmdet``; ``make test`` runs it).

@@ -187,7 +187,7 @@ class FewShotDataset(BaseClipDataset):
                 )
         train_labels = [label for _, label, _ in splits.get("train", [])] or list(names)
         relabel = subsample_classes(train_labels, self.subsample)
-        classes = [names[old] for old in sorted(relabel, key=relabel.get)]
+        classes = [names[old] for old in sorted(relabel, key=lambda old: relabel[old])]
         self._metainfo.update(classes=classes, split=self.split, subsample=self.subsample, num_shots=self.num_shots)
         data_list = [
             {"img_path": resolve_path(rel, self.data_root), "label": relabel[label], "classname": name}

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
+from clipadapt.models.clip import CLIP
 from clipadapt.models.dense import boxes_to_rois, encode_regions
 
 from .clip_models import frozen_clip, on_device
@@ -57,6 +58,10 @@ class CLIPRegionScorer(nn.Module):
         novel_weight: CLIP's weight for novel classes.
         batch_size: Crops encoded per forward in crop mode.
     """
+
+    clip: CLIP  # the shared frozen CLIP, kept out of the module tree (see __init__)
+    text_features: torch.Tensor  # buffer [C, D]
+    weights: torch.Tensor  # buffer [C]
 
     def __init__(
         self,

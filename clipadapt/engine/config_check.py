@@ -75,7 +75,7 @@ def known_arguments(obj: Callable[..., Any]) -> set[str] | None:
     the first ``__init__`` without ``**kwargs``.
     """
     if inspect.isclass(obj):
-        targets = [c.__init__ for c in inspect.getmro(obj) if "__init__" in vars(c) and c is not object]
+        targets = [vars(c)["__init__"] for c in inspect.getmro(obj) if "__init__" in vars(c) and c is not object]
     else:
         targets = [obj]
     names: set[str] = set()
@@ -90,7 +90,9 @@ def known_arguments(obj: Callable[..., Any]) -> set[str] | None:
     return names if inspect.isclass(obj) and not targets else None
 
 
-def _check(cfg: Any, registry: Any, where: str, default_type: str | None = None, extra: set[str] = frozenset()) -> Any:
+def _check(
+    cfg: Any, registry: Any, where: str, default_type: str | None = None, extra: frozenset[str] | set[str] = frozenset()
+) -> Any:
     """Check the keys of one ``dict(type=...)`` config against its class; returns the class (or None)."""
     if not isinstance(cfg, dict):
         return None

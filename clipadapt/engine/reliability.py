@@ -127,7 +127,8 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_best_checkpoint(self, runner: Any, metrics: dict) -> None:
         """MMEngine's, with one order reversed: the new best checkpoint is written before the old one is
         removed (MMEngine removes first, so a kill in between left no best checkpoint at all)."""
-        backend, deferred = self.file_backend, []
+        backend = self.file_backend
+        deferred: list[Any] = []
         backend.remove = backend.rmtree = deferred.append  # instance attributes: collect, remove later
         try:
             super()._save_best_checkpoint(runner, metrics)
@@ -185,7 +186,9 @@ class AtomicCheckpointHook(CheckpointHook):
 
 def _capture() -> dict[str, Any]:
     version, mt_state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()  # the tuple form (a dict only with legacy=False)
+    assert isinstance(legacy, tuple)
+    name, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],

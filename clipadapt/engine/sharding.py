@@ -82,7 +82,7 @@ class FullyShardedWrapper(nn.Module):
             raise RuntimeError("FullyShardedWrapper needs a process group: launch with --launcher pytorch or slurm")
         if mixed_precision is not None and mixed_precision not in _DTYPES:
             raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}")
-        self.module = module
+        self.module: Any = module  # the task (an MMEngine BaseModel): its train/val/test steps are called
         _broadcast_from_rank0(module)  # as DDP does: every rank starts from rank 0's weights
         device = next(module.parameters()).device
         mesh = init_device_mesh(device.type, (torch_dist.get_world_size(),))
@@ -94,7 +94,7 @@ class FullyShardedWrapper(nn.Module):
                     param.data = param.data.to(_DTYPES[mixed_precision])
         else:
             policy = MixedPrecisionPolicy()
-        options = dict(mesh=mesh, mp_policy=policy, ignored_params=replicated)
+        options: dict[str, Any] = dict(mesh=mesh, mp_policy=policy, ignored_params=replicated)
         names = dict(module.named_modules())
         unknown = sorted(set(root_modules) - set(names))
         if unknown:
@@ -195,9 +195,11 @@ class ShardedRunner(Runner):
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
         checkpoint = kwargs.get("checkpoint")
         if fn_name == "before_save_checkpoint" and self._whole is not None:
+            assert checkpoint is not None, "MMEngine calls before_save_checkpoint with the checkpoint"
             checkpoint.update({k: v for k, v in self._whole.items() if k in checkpoint})
         super().call_hook(fn_name, **kwargs)
         if fn_name == "after_load_checkpoint" and self._sharded():
+            assert checkpoint is not None, "MMEngine calls after_load_checkpoint with the checkpoint"
             self._shard_checkpoint(checkpoint)
 
     def _shard_checkpoint(self, checkpoint: dict) -> None:

@@ -156,7 +156,13 @@ def checkpoint_problem(path: str | os.PathLike[str]) -> str | None:
 def _checkpoints(work_dir: Path) -> list[Path]:
     """``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir``, newest first (by N, then modification time)."""
     found = [p for p in work_dir.iterdir() if _CHECKPOINT.match(p.name)] if work_dir.is_dir() else []
-    return sorted(found, key=lambda p: (int(_CHECKPOINT.match(p.name).group(1)), p.stat().st_mtime_ns), reverse=True)
+    return sorted(found, key=lambda p: (_checkpoint_number(p), p.stat().st_mtime_ns), reverse=True)
+
+
+def _checkpoint_number(path: Path) -> int:
+    match = _CHECKPOINT.match(path.name)
+    assert match is not None, path
+    return int(match.group(1))
 
 
 def find_resume_checkpoint(work_dir: str | os.PathLike[str]) -> tuple[str | None, str | None]:

@@ -150,9 +150,13 @@ class LongTextRetrieval(RetrievalRecall):
             metrics.update({prefix + k: v for k, v in self._zero_shot_metrics().items()})
         return metrics
 
+    def _zero_shot_cfg(self) -> dict[str, Any]:
+        assert self.zero_shot is not None, "LongTextRetrieval: zero_shot is not configured"
+        return self.zero_shot
+
     def _dataset(self) -> Any:
         if self._zero_shot_dataset is None:
-            cfg = self.zero_shot["dataset"]
+            cfg = self._zero_shot_cfg()["dataset"]
             self._zero_shot_dataset = DATASETS.build(cfg) if isinstance(cfg, dict) else cfg
         return self._zero_shot_dataset
 
@@ -166,8 +170,8 @@ class LongTextRetrieval(RetrievalRecall):
             correct, total = zero_shot_hits(
                 task,
                 dataset,
-                self.zero_shot["templates"],
-                self.zero_shot["batch_size"],
+                self._zero_shot_cfg()["templates"],
+                self._zero_shot_cfg()["batch_size"],
                 range(rank, len(dataset), world),
             )
         task.train(was_training)
@@ -192,7 +196,7 @@ class LongTextRetrieval(RetrievalRecall):
                 "add custom_hooks=[dict(type='MetricModelHook')] to the config"
             )
         out = {"zeroshot_top1": self._top1(self._model)}
-        if self.zero_shot["compare_base"]:
+        if self._zero_shot_cfg()["compare_base"]:
             if self._base_top1 is None:
                 self._base_top1 = self._top1(self._base_task(self._model))
             out["zeroshot_base_top1"] = self._base_top1

@@ -93,7 +93,10 @@ class RetrievalRecall(BaseMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         if not results:
             raise ValueError(f"{type(self).__name__}: no predictions to score (an empty data set?)")
-        images, texts, owner, seen = [], [], [], {}
+        images: list[Any] = []
+        texts: list[Any] = []
+        owner: list[int] = []
+        seen: dict[Any, int] = {}
         for i, (image, text, path) in enumerate(results):
             key = path if path is not None else i
             if key not in seen:

@@ -33,7 +33,9 @@ class CLIP(nn.Module):
         self.visual = VisionTower(cfg.vision, cfg.embed_dim, cfg.quick_gelu)
         self.text = TextTower(cfg.text, cfg.embed_dim, cfg.quick_gelu)
         self.logit_scale = nn.Parameter(torch.tensor(cfg.init_logit_scale))
-        self.plugins = nn.ModuleDict()
+        # prefix -> attached plugin (a ClipPlugin). Typed Any: torch's ModuleDict is not generic, and callers
+        # above models/ use the full clipadapt.plugins.Plugin API (losses, config) that this module cannot name.
+        self.plugins: Any = nn.ModuleDict()
         self.base_weights: dict[str, Any] | None = None  # {'path', 'sha256'} once pretrained weights load
         self.changed_modules: dict[str, str] = {}  # module name -> prefix of the plugin that replaced it
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def list_models() -> list[str]:
     return names
 
 
-def load_model_config(model: str | Path | dict[str, Any]) -> CLIPConfig:
+def load_model_config(model: str | os.PathLike[str] | dict[str, Any]) -> CLIPConfig:
     """Resolve a model name, a JSON path or a config dict into a validated :class:`CLIPConfig`.
 
     Raises:

@@ -35,6 +35,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from .towers import VisionTower
+from .transformer import ResidualBlock
 
 if TYPE_CHECKING:
     from .clip import CLIP
@@ -135,12 +136,12 @@ def forward_dense(model: CLIP | VisionTower, images: torch.Tensor) -> DenseVisio
         tokens=seen[1],
         num_patches=grid[0] * grid[1],
         grid=grid,
-        image_size=tuple(images.shape[-2:]),
+        image_size=(images.shape[-2], images.shape[-1]),
         aux=output.aux,
     )
 
 
-def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def value_path_block(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
     """A residual block with query-key attention removed: ``x + out_proj(v(ln_1 x))``, then the MLP.
 
     Every token is processed on its own, so it can run on the patch tokens only.

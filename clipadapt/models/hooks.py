@@ -72,8 +72,11 @@ class ClipPlugin(Protocol):
     this module, which ``clip.py`` imports, does not import ``clip.py`` back.
     """
 
-    text_template: str | None
-    conditions: Mapping[str, tuple[str, ...]]
+    @property
+    def text_template(self) -> str | None: ...
+
+    @property
+    def conditions(self) -> Mapping[str, tuple[str, ...]]: ...
 
     def plugin_prefix(self) -> str: ...
 

@@ -219,6 +219,7 @@ class TextTower(_HookedTower):
             nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
             nn.init.normal_(block.mlp.c_proj.weight, std=(width**-0.5) * ((2 * layers) ** -0.5))
         weight = self.text_projection.weight if isinstance(self.text_projection, nn.Linear) else self.text_projection
+        assert isinstance(weight, torch.Tensor)
         nn.init.normal_(weight, std=width**-0.5)
 
     @property
@@ -254,4 +255,6 @@ class TextTower(_HookedTower):
             pooled = self.text_projection(pooled)
         else:
             pooled = pooled @ self.text_projection
-        return TextOutput(pooled, x if output_tokens else None, context.eot_index, context.aux)
+        return TextOutput(
+            pooled, x if output_tokens else None, eot if context.eot_index is None else context.eot_index, context.aux
+        )

@@ -84,7 +84,8 @@ class Transformer(nn.Module):
 
     def __init__(self, blocks: Sequence[ResidualBlock]) -> None:
         super().__init__()
-        self.resblocks = nn.ModuleList(blocks)
+        # A ModuleList (registered, indexed like open_clip's); typed as what it holds, which ModuleList cannot say.
+        self.resblocks: Sequence[ResidualBlock] = nn.ModuleList(blocks)  # type: ignore[assignment]
         self.grad_checkpointing = False
 
     @property
@@ -96,6 +97,7 @@ class Transformer(nn.Module):
     ) -> torch.Tensor:
         for index, block in enumerate(self.resblocks):
             for hook in block_hooks:
+                assert context is not None, "block hooks run inside a tower, which passes its context"
                 x = hook(index, x, context)
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)

@@ -62,6 +62,7 @@ class Plugin(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._clip_ref: list[CLIP] = []  # a list keeps the CLIP out of this module's children
+        self._build_cfg: dict[str, Any] = {"type": type(self).__name__}  # set by build_plugin
 
     def bind(self, clip: CLIP | None) -> None:
         """Called by ``CLIP.attach``: remember the CLIP this plugin is attached to (None: forget it)."""
@@ -122,7 +123,7 @@ class Plugin(nn.Module):
         Nested config values arrive as MMEngine ``ConfigDict``s; they become ``dict``s here, because
         checkpoints store this config and ``torch.load(weights_only=True)`` refuses unknown classes.
         """
-        return _plain(dict(getattr(self, "_build_cfg", {"type": type(self).__name__})))
+        return _plain(dict(self._build_cfg))
 
 
 def check_conditions(plugins: Mapping[str, Plugin], provided: Mapping[str, tuple[str, ...]], task: str) -> None:

@@ -61,6 +61,7 @@ def check_context_fits(context: TowerContext, n_ctx: int, owner: str) -> None:
     """
     if torch.compiler.is_compiling():
         return
+    assert context.eot_index is not None, "the text tower sets eot_index"
     short = (context.eot_index <= n_ctx).nonzero().flatten().tolist()
     if short:
         raise ValueError(

@@ -190,7 +190,7 @@ class ImageTextContrastive(ClipTask):
 
         losses = {}
         if self.contrastive_loss and self.local_loss:
-            kwargs = dict(label_smoothing=self.label_smoothing, chunk_size=self.loss_chunk_size)
+            kwargs: dict[str, Any] = dict(label_smoothing=self.label_smoothing, chunk_size=self.loss_chunk_size)
             losses["loss_contrastive"] = large_batch_clip_loss(image_features, text_features, logit_scale, **kwargs)
             if long_features is not None:
                 long_loss = large_batch_clip_loss(image_features, long_features, logit_scale, **kwargs)

@@ -378,6 +378,7 @@ class RegionTextAlignment(ClipTask):
             if labels[i] is not None:
                 out["box_labels"] = torch.as_tensor(labels[i], dtype=torch.long).cpu().view(-1)
             if vocab is not None:
+                assert phrase_idx is not None and cand_idx is not None and valid is not None  # set with vocab
                 out["phrase_features"] = vocab[phrase_idx[rows].cpu()]
                 scores = torch.einsum("kd,kjd->kj", regions[rows], vocab[cand_idx[rows].cpu()])
                 out["hard_scores"] = scores.masked_fill(~valid[rows].cpu(), float("-inf"))  # [K_i, 1+k], col 0 = pos

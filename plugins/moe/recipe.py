@@ -1,4 +1,4 @@
-"""CLIP-MoE's Diversified Multiplet Upcycling: the training recipe, step by step 
+"""CLIP-MoE's Diversified Multiplet Upcycling: the training recipe, step by step.
 
 Run it with ``tools/dmu.py CONFIG`` (``--compare``, ``--seeds``, ``--eval-split``). It trains: it imports the
 runner (``clipadapt.engine``), which the plugin itself (``clipadapt_plugins.moe``) never does.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from clipadapt.tasks import PromptClassifier
 from clipadapt.models.towers import VisionOutput
 from clipadapt.registry import MODELS
+from clipadapt.tasks import PromptClassifier
 
 __all__ = ["PatchConditionedClassifier"]
 
