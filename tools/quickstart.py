@@ -45,7 +45,7 @@ NEXT = [
     ),
     (
         "real weights",
-        "python tools/train.py configs/maple/maple_vit-b16_1xb4-5e_imagenet-b2n.py "
+        "python tools/train.py configs/maple/maple_vit-b-16_1xb4-5e_imagenet-b2n.py "
         "--cfg-options model.pretrained=/path/to/ViT-B-16.pt",
         "a local open_clip or OpenAI file; MaPLe's recipe on ImageNet in CoOp's layout (docs/getting-started.md)",
     ),

@@ -86,7 +86,7 @@ def test_site_builds_strictly_with_every_page_and_the_api(site: Path) -> None:
         assert (site / page / "index.html").is_file(), page
     api = (site / "api" / "factory" / "index.html").read_text()
     assert 'id="clipadapt.factory.create_model"' in api  # generated from the docstring
-    for image in ["lora_curves.png", "maple_tiny_b2n.png", "benchmark_vit-b16_cpu.png", "synthetic_world.png"]:
+    for image in ["lora_curves.png", "maple_tiny_b2n.png", "benchmark_vit-b-16_cpu.png", "synthetic_world.png"]:
         assert (site / "assets" / "plots" / image).is_file(), image
 
 

@@ -23,11 +23,11 @@ OPENAI_RECIPES = [
     "moe/clipmoe_vit-l-14_4x2_1xb100_sharegpt4v.py",
     "fgclip/fgclip_vit-b-16_8xb512_regions.py",
     "fgclip/fgclip2_vit-b-16_8xb512_regions.py",
-    "maple/maple_vit-b16_1xb4-5e_imagenet-b2n.py",
-    "maple/maple_vit-b16_1xb4-2e_imagenet-xd.py",
-    "coop/coop_vit-b16_1xb32-50e_imagenet-b2n.py",
-    "promptsrc/promptsrc_vit-b16_1xb4-20e_imagenet-b2n.py",
-    "ivlp/ivlp_vit-b16_1xb4-5e_imagenet-b2n.py",
+    "maple/maple_vit-b-16_1xb4-5e_imagenet-b2n.py",
+    "maple/maple_vit-b-16_1xb4-2e_imagenet-xd.py",
+    "coop/coop_vit-b-16_1xb32-50e_imagenet-b2n.py",
+    "promptsrc/promptsrc_vit-b-16_1xb4-20e_imagenet-b2n.py",
+    "ivlp/ivlp_vit-b-16_1xb4-5e_imagenet-b2n.py",
 ]
 
 

@@ -53,7 +53,7 @@ def lr_trace(cfg: Config, epoch_length: int) -> list[float]:
 
 def test_the_dassl_configs_are_found():
     assert "maple/maple_tiny-vit_1xb4_synthetic-warm-b2n.py" in DASSL
-    assert "maple/maple_vit-b16_1xb4-5e_imagenet-b2n.py" in DASSL and len(DASSL) >= 6
+    assert "maple/maple_vit-b-16_1xb4-5e_imagenet-b2n.py" in DASSL and len(DASSL) >= 6
 
 
 @pytest.mark.parametrize("name", DASSL)

@@ -96,7 +96,7 @@ def test_two_concurrent_encodings_with_different_conditions_do_not_interfere() -
 
 def test_equals_the_original_cocoop_on_random_vit_b16(tmp_path: Path) -> None:
     reference_model = open_clip_model("ViT-B-16")
-    weights = save_state(reference_model, tmp_path / "vit-b16.pt")
+    weights = save_state(reference_model, tmp_path / "vit-b-16.pt")
     torch.manual_seed(1)
     task = PromptClassifier("ViT-B-16", pretrained=str(weights), plugins=[dict(type="CoCoOp")], classnames=NAMES)
     plugin = task.clip.plugins["cocoop"]

@@ -3,9 +3,9 @@
 # 12 on both towers (train.py's default is 9, the plugin's default), SGD lr 0.0035, batch 4, 5 epochs (1
 # warm-up epoch at 1e-5, then cosine), 16 shots of the base classes, mixed precision (the original keeps
 # the prompts in fp16: docs/plugins/ivlp.md).
-#   python tools/base2novel.py configs/ivlp/ivlp_vit-b16_1xb4-5e_imagenet-b2n.py --seeds 1 2 3
+#   python tools/base2novel.py configs/ivlp/ivlp_vit-b-16_1xb4-5e_imagenet-b2n.py --seeds 1 2 3
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",

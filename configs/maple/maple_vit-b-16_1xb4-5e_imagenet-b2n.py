@@ -2,10 +2,10 @@
 # ViT-B/16 at 224, 2 context tokens from "a photo of a", prompt depth J=9, SGD lr 0.0035, batch 4,
 # 5 epochs (1 warm-up epoch at 1e-5, then cosine), 16 shots of the base classes, mixed precision.
 # Train on base, then test base and novel with tools/base2novel.py, which runs seeds 1 2 3:
-#   python tools/base2novel.py configs/maple/maple_vit-b16_1xb4-5e_imagenet-b2n.py --seeds 1 2 3
+#   python tools/base2novel.py configs/maple/maple_vit-b-16_1xb4-5e_imagenet-b2n.py --seeds 1 2 3
 # Another data set: replace the coop/imagenet.py base by coop/<name>.py (configs/_base_/datasets/coop/).
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",

@@ -3,10 +3,10 @@
 # Linear(512, 32) -> ReLU -> Linear(32, 512), SGD lr 0.002 (momentum 0.9, weight decay 5e-4), batch 1,
 # 10 epochs (1 warm-up epoch at a constant 1e-5, then cosine), 16 shots of the base classes, fp16 (PREC fp16).
 # Train on base, then test base and novel with tools/base2novel.py, which runs seeds 1 2 3:
-#   python tools/base2novel.py configs/cocoop/cocoop_vit-b16_1xb1-10e_imagenet-b2n.py --seeds 1 2 3
+#   python tools/base2novel.py configs/cocoop/cocoop_vit-b-16_1xb1-10e_imagenet-b2n.py --seeds 1 2 3
 # Another data set: replace the coop/imagenet.py base by coop/<name>.py (configs/_base_/datasets/coop/).
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",

@@ -1,9 +1,9 @@
 # CoOp in CoCoOp's base-to-novel protocol (configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml for ImageNet;
 # the other data sets use vit_b16_ctxv1.yaml, 200 epochs): 4 context tokens from "a photo of a",
 # class token at the end, unified context, SGD lr 0.002, batch 32, 1 warm-up epoch at 1e-5, cosine.
-#   python tools/base2novel.py configs/coop/coop_vit-b16_1xb32-50e_imagenet-b2n.py --seeds 1 2 3
+#   python tools/base2novel.py configs/coop/coop_vit-b-16_1xb32-50e_imagenet-b2n.py --seeds 1 2 3
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",

@@ -2,9 +2,9 @@
 # 4 text + 4 vision tokens at depth 9 on both towers, text context from "a photo of a"; losses CE +
 # 25 L1(text, frozen text over 60 templates) + 10 L1(image, frozen image) + KL(zero-shot logits);
 # SGD lr 0.0025, batch 4, 20 epochs; Gaussian prompt aggregation over epochs (mean 15, std 1).
-#   python tools/base2novel.py configs/promptsrc/promptsrc_vit-b16_1xb4-20e_imagenet-b2n.py --seeds 1 2 3
+#   python tools/base2novel.py configs/promptsrc/promptsrc_vit-b-16_1xb4-20e_imagenet-b2n.py --seeds 1 2 3
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",

@@ -2,10 +2,10 @@
 # (configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets.yaml): trained on all 1000 ImageNet
 # classes, 16 shots, prompt depth J=3, SGD lr 0.0026, batch 4, 2 epochs; then evaluated, without
 # further training, on the other data sets (cross-dataset) or on ImageNet-V2/-Sketch/-A/-R (DG):
-#   python tools/base2novel.py configs/maple/maple_vit-b16_1xb4-2e_imagenet-xd.py --protocol transfer \
+#   python tools/base2novel.py configs/maple/maple_vit-b-16_1xb4-2e_imagenet-xd.py --protocol transfer \
 #       --target configs/_base_/datasets/coop/caltech101.py --target configs/_base_/datasets/coop/dtd.py ...
 _base_ = [
-    "../_base_/models/prompt_classifier_vit-b16.py",
+    "../_base_/models/prompt_classifier_vit-b-16.py",
     "../_base_/datasets/coop/imagenet.py",
     "../_base_/schedules/sgd_prompt_dassl.py",
     "../_base_/default_runtime.py",
