@@ -1,21 +1,20 @@
-"""The model zoo: each plugin's synthetic-world experiment as one Markdown table and one PNG bar chart.
+"""The model zoo: each experiment on the synthetic world as one Markdown table and one PNG bar chart.
 
     python tools/model_zoo.py                                # tables + plots from work_dirs/zoo (or the record)
     python tools/model_zoo.py --run                          # run every experiment (about 30 min on 2 CPU cores)
     python tools/model_zoo.py --run --quick --only prompt    # a 4-class world, one short epoch: seconds
     python tools/model_zoo.py --record                       # after a full run: refresh the recorded data
 
-Experiments, each the commands its configs' headers give (``--run`` runs them, in this order):
-
-- ``prompt``: ``tools/base2novel.py`` on the five ``*_tiny-vit_1xb4_synthetic-warm-b2n.py`` configs with the
-  zero-shot config first, seeds 1 2 3; reads its ``results.csv``.
-- ``longclip``: ``tools/train.py``, then ``tools/test.py --out`` of the trained model (``longclip.json``)
-  and of the base CLIP (``base.json``: ``model.plugins=[]``, ``model.contrastive_loss=True``).
-- ``fgclip``: ``tools/test.py --out`` before (``before.json``), ``tools/train.py``, ``tools/test.py --out``
-  after (``after.json``); the zero-shot config of the dark domain before and after (``dark_*.json``).
-- ``moe``: ``tools/dmu.py --compare --seeds 0 1 2 3 4``; reads the seed means of its ``compare.csv``.
-- ``ovd``: ``tools/train.py`` of the open-vocabulary detector, then ``tools/test.py --out`` with CLIP's box
-  scores (``ensemble.json``) and without them (``detector.json``: ``model.roi_head.region_scorer=None``).
+The experiments are data: one entry each in a ``configs/<method>/metafile.yml`` (as mmpretrain keeps its
+model zoo), beside the configs it runs. An entry names its configs, the commands that ``--run`` runs
+(``Run``: the tool, its arguments, the ``--cfg-options`` of ``--quick``), how its rows are read from what the
+commands wrote (``Rows``), and its table's columns (``Columns``: record key, header, the metric and file it
+comes from, whether it is drawn). Placeholders in the arguments: ``{config:<name>}`` a config of ``Configs``,
+``{out}`` the experiment's work dir, ``{checkpoint:<dir>}`` the last checkpoint of the training run in
+``{out}/<dir>`` (read when its turn comes), ``{seeds}`` the entry's ``Seeds`` (``QuickSeeds`` with
+``--quick``); in ``Quick``, ``{small_batches}`` small batch sizes. Row readers: ``metrics`` (the JSON of
+``tools/test.py --out``, one row per tag), ``base2novel`` (``results.csv`` of ``tools/base2novel.py``),
+``dmu_compare`` (``compare.csv`` of ``tools/dmu.py``). Adding an experiment is adding one entry.
 
 Where an experiment's outputs are not under ``--work-dir``, its numbers come from the recorded data
 (``docs/assets/data/zoo_b2n_warm.csv`` and ``docs/assets/data/model_zoo.json``), so the docs' plots can be
@@ -36,101 +35,38 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED_CSV = ROOT / "docs" / "assets" / "data" / "zoo_b2n_warm.csv"
 RECORDED_JSON = ROOT / "docs" / "assets" / "data" / "model_zoo.json"
 PLOTS = ROOT / "docs" / "assets" / "plots"
-EXPERIMENTS = ("prompt", "longclip", "fgclip", "moe", "ovd")
-
-B2N_METHODS = ("maple", "coop", "cocoop", "ivlp", "promptsrc")
-B2N_CONFIGS = [f"configs/{m}/{m}_tiny-vit_1xb4_synthetic-warm-b2n.py" for m in B2N_METHODS]
-ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-warm.py"
-DARK_ZERO_SHOT = "configs/zeroshot/zeroshot_tiny-vit_synthetic-dark.py"
-LONGCLIP = "configs/longclip/longclip_tiny-vit_1xb64_synthetic-long.py"
-FGCLIP = "configs/fgclip/fgclip2_tiny-vit_1xb32_synthetic-regions.py"
-MOE = "configs/moe/clipmoe_tiny-vit_4x2_1xb32_synthetic.py"
-OVD = "configs/ovd/ovrcnn_tiny-vit_1xb8_synthetic-colour.py"
 
 # --quick: a 4-class world (8 scenes for the caption and region runs, k-means needs a few) and tiny runs.
 QUICK_WORLD = dict(colours="[red,blue]", shapes="[circle,square]", per_class_train=4, per_class_val=2,
                    per_class_test=2, scenes_train=8, scenes_val=4, scenes_test=4, max_objects=2)  # fmt: skip
 _WORLD_OPTIONS = [f"synthetic_world.{k}={v}" for k, v in QUICK_WORLD.items()]
 _SMALL_BATCHES = ["train_dataloader.batch_size=4", "val_dataloader.batch_size=8", "test_dataloader.batch_size=8"]
-QUICK_OPTIONS = {
-    "prompt": [*_WORLD_OPTIONS, "train_cfg.max_epochs=1"],
-    "longclip": [*_WORLD_OPTIONS, *_SMALL_BATCHES, "train_cfg.max_epochs=1", "model.plugins.0.pcm_components=2"],
-    "longclip_base": [*_WORLD_OPTIONS, *_SMALL_BATCHES],
-    "fgclip": [*_WORLD_OPTIONS, *_SMALL_BATCHES],
-    "zeroshot": [*_WORLD_OPTIONS, "test_dataloader.batch_size=8"],
-    "moe": [*_WORLD_OPTIONS, "train_dataloader.batch_size=2", "test_dataloader.batch_size=8",
-            "train_cfg.max_iters=2", "dmu.mlp_stage.train_cfg.max_iters=2", "dmu.image_clusters=2",
-            "dmu.text_clusters=1"],
-    "ovd": [*_WORLD_OPTIONS, "train_cfg.max_epochs=1", "train_dataloader.batch_size=4",
-            "train_dataloader.dataset.metainfo.classes=[red]",
-            *(f"{phase}_dataloader.dataset.metainfo.{key}={value}" for phase in ("val", "test")
-              for key, value in (("classes", "[red,blue]"), ("base_classes", "[red]"), ("novel_classes", "[blue]"))),
-            "model.roi_head.bbox_head.num_classes=1"],
-}  # fmt: skip
 
-# Display names of the base-to-novel methods (results.csv names each by its config file).
-PROMPT_NAMES = {
-    "zeroshot": "zero-shot CLIP",
-    "maple": "MaPLe",
-    "coop": "CoOp",
-    "cocoop": "CoCoOp",
-    "ivlp": "IVLP",
-    "promptsrc": "PromptSRC",
-}
-# Table columns per experiment: (record key, header). The record's rows carry "method" and these keys.
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "prompt": [("base", "base"), ("novel", "novel"), ("hm", "HM")],
-    "longclip": [
-        ("long_i2t", "long I->T R@1"),
-        ("long_t2i", "long T->I R@1"),
-        ("short_i2t", "short I->T R@1"),
-        ("short_t2i", "short T->I R@1"),
-        ("zeroshot", "zero-shot top-1"),
-    ],
-    "fgclip": [
-        ("region_top1", "region top-1"),
-        ("hard_negative", "hard-negative acc."),
-        ("scene_zeroshot", "scene zero-shot"),
-        ("dark_zeroshot", "dark zero-shot top-1"),
-    ],
-    "ovd": [
-        ("base_ap50", "base AP50"),
-        ("novel_ap50", "novel AP50"),
-        ("base_ap", "base AP"),
-        ("novel_ap", "novel AP"),
-    ],
-    "moe": [
-        ("i2t", "I->T R@1"),
-        ("t2i", "T->I R@1"),
-        ("activated_M", "activated params (M)"),
-        ("total_M", "total params (M)"),
-    ],
-}
-# The columns drawn as bars (parameter counts are in the tables only: another unit).
-PLOTTED = {key: [k for k, _ in columns if not k.endswith("_M")] for key, columns in COLUMNS.items()}
-TITLES = {
-    "prompt": "Base-to-novel on the warm domain",
-    "longclip": "Long-CLIP: long- and short-caption retrieval",
-    "fgclip": "FG-CLIP 2: regions, before and after",
-    "moe": "CLIP-MoE: same training budget",
-    "ovd": "Open-vocabulary detection: 5 base, 3 novel colours",
-}
-Y_LABELS = {"prompt": "top-1 accuracy (%)", "longclip": "R@1 / top-1 (%)", "fgclip": "accuracy (%)", "moe": "R@1 (%)",
-            "ovd": "AP (%)"}  # fmt: skip
+
+def load_metafiles(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    """Every experiment of ``configs/*/metafile.yml``, by name, in the order of their ``Order``."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted((root / "configs").glob("*/metafile.yml")):
+        for entry in yaml.safe_load(path.read_text()).get("Experiments") or []:
+            if entry["Name"] in found:
+                raise ValueError(f"{path}: experiment {entry['Name']!r} is also in {found[entry['Name']]['metafile']}")
+            found[entry["Name"]] = {**entry, "metafile": str(path.relative_to(root))}
+    return dict(sorted(found.items(), key=lambda item: item[1]["Order"]))
+
+
+META = load_metafiles()
+EXPERIMENTS = tuple(META)
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _tool(script: str, *args: str, options: Sequence[str] = ()) -> list[str]:
-    command = [sys.executable, f"tools/{script}", *args]
-    return command + (["--cfg-options", *options] if options else [])
-
-
 def _last_checkpoint(work_dir: Path) -> str:
     """The checkpoint tools/train.py saved last (its ``last_checkpoint`` file names it)."""
     pointer = work_dir / "last_checkpoint"
@@ -139,73 +75,37 @@ def _last_checkpoint(work_dir: Path) -> str:
     return pointer.read_text().strip()
 
 
+def _quick_options(meta: dict[str, Any], key: str) -> list[str]:
+    options = list(_WORLD_OPTIONS)
+    for option in meta["Quick"][key]:
+        options += _SMALL_BATCHES if option == "{small_batches}" else [option]
+    return options
+
+
+def _argument(arg: str, meta: dict[str, Any], out: Path, quick: bool) -> list[str]:
+    """One argument of a ``Run`` step with its placeholder filled (``{seeds}`` gives several)."""
+    if arg == "{seeds}":
+        return [str(s) for s in meta["QuickSeeds" if quick else "Seeds"]]
+    if arg.startswith("{config:"):
+        return [meta["Configs"][arg[len("{config:") : -1]]]
+    if arg.startswith("{checkpoint:"):
+        return [_last_checkpoint(out / arg[len("{checkpoint:") : -1])]
+    return [arg.replace("{out}", str(out))]
+
+
 def plan(name: str, out: Path, quick: bool) -> list[Callable[[], list[str]]]:
     """The commands of experiment ``name`` writing under ``out``; each is built when its turn comes
     (the test after a training run needs that run's checkpoint path)."""
-    opts = QUICK_OPTIONS if quick else {}
-    opt = lambda key: opts.get(key, [])  # noqa: E731
-    if name == "prompt":
-        seeds = ["1"] if quick else ["1", "2", "3"]
-        b2n = ["--zero-shot", ZERO_SHOT, "--seeds", *seeds, "--work-dir", str(out)]
-        return [lambda: _tool("base2novel.py", *B2N_CONFIGS, *b2n, options=opt("prompt"))]
-    if name == "longclip":
-        base_opts = ["model.plugins=[]", "model.contrastive_loss=True", *opt("longclip_base")]
-        return [
-            lambda: _tool("train.py", LONGCLIP, "--work-dir", str(out / "train"), options=opt("longclip")),
-            lambda: _tool(
-                "test.py",
-                LONGCLIP,
-                _last_checkpoint(out / "train"),
-                "--work-dir",
-                str(out / "test"),
-                "--out",
-                str(out / "longclip.json"),
-                options=opt("longclip"),
-            ),
-            lambda: _tool(
-                "test.py", LONGCLIP, "--work-dir", str(out / "test"), "--out", str(out / "base.json"), options=base_opts
-            ),
-        ]
-    if name == "fgclip":
-        test = lambda config, tag, ckpt, key: _tool(  # noqa: E731
-            "test.py",
-            config,
-            *ckpt,
-            "--work-dir",
-            str(out / "test"),
-            "--out",
-            str(out / f"{tag}.json"),
-            options=opt(key),
-        )
-        return [
-            lambda: test(FGCLIP, "before", [], "fgclip"),
-            lambda: test(DARK_ZERO_SHOT, "dark_before", [], "zeroshot"),
-            lambda: _tool("train.py", FGCLIP, "--work-dir", str(out / "train"), options=opt("fgclip")),
-            lambda: test(FGCLIP, "after", [_last_checkpoint(out / "train")], "fgclip"),
-            lambda: test(DARK_ZERO_SHOT, "dark_after", [_last_checkpoint(out / "train")], "zeroshot"),
-        ]
-    if name == "moe":
-        seeds = ["0"] if quick else ["0", "1", "2", "3", "4"]
-        return [
-            lambda: _tool("dmu.py", MOE, "--compare", "--seeds", *seeds, "--work-dir", str(out), options=opt("moe"))
-        ]
-    if name == "ovd":
-        test = lambda tag, extra: _tool(  # noqa: E731
-            "test.py",
-            OVD,
-            _last_checkpoint(out / "train"),
-            "--work-dir",
-            str(out / "test"),
-            "--out",
-            str(out / f"{tag}.json"),
-            options=[*opt("ovd"), *extra],
-        )
-        return [
-            lambda: _tool("train.py", OVD, "--work-dir", str(out / "train"), options=opt("ovd")),
-            lambda: test("detector", ["model.roi_head.region_scorer=None"]),
-            lambda: test("ensemble", []),
-        ]
-    raise KeyError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
+    if name not in META:
+        raise KeyError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
+    meta = META[name]
+
+    def command(step: dict[str, Any]) -> list[str]:
+        args = [a for arg in step["args"] for a in _argument(arg, meta, out, quick)]
+        options = (_quick_options(meta, step["quick"]) if quick and "quick" in step else []) + step.get("options", [])
+        return [sys.executable, f"tools/{step['tool']}", *args] + (["--cfg-options", *options] if options else [])
+
+    return [lambda step=step: command(step) for step in meta["Run"]]
 
 
 def run(name: str, out: Path, quick: bool) -> None:
@@ -234,42 +134,33 @@ def _pick(metrics: dict[str, float], key: str, path: Path) -> float:
     return round(float(metrics[key]), 2)
 
 
-def prompt_rows(results_csv: Path) -> list[dict[str, Any]]:
+def prompt_rows(results_csv: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Mean base / novel / HM per method over its seeds (HM of the means, as tools/base2novel.py computes it)."""
     plot_results = load_tool("analysis/plot_results")
     columns, runs = plot_results.read_results([results_csv])
+    keys = [c["key"] for c in meta["Columns"] if c["key"] != "seeds"]
     rows = []
     for method, seeds in runs.items():
         summary = plot_results.summarise(columns, seeds)
         prefix = method.split("_", 1)[0]
-        row = {"method": PROMPT_NAMES.get(prefix, method), "seeds": len(seeds)}
-        rows.append(row | {key: round(summary[key][0], 2) for key, _ in COLUMNS["prompt"]})
+        row = {"method": meta["Rows"]["names"].get(prefix, method), "seeds": len(seeds)}
+        rows.append(row | {key: round(summary[key][0], 2) for key in keys})
     return rows
 
 
-def longclip_rows(out: Path) -> list[dict[str, Any]]:
-    """The base CLIP and Long-CLIP on LongTextRetrieval (tools/test.py --out JSON)."""
-    keys = {"long_i2t": "long_i2t_R@1", "long_t2i": "long_t2i_R@1", "short_i2t": "short_i2t_R@1",
-            "short_t2i": "short_t2i_R@1", "zeroshot": "zeroshot_top1"}  # fmt: skip
+def metric_rows(out: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per ``Rows.rows`` entry: each column's metric from its file (``{tag}`` filled in), scaled."""
+    scale = float(meta["Rows"].get("scale", 1))
     rows = []
-    for method, file in (("base CLIP (77 tokens)", "base.json"), ("Long-CLIP", "longclip.json")):
-        metrics = _metrics(out / file)
-        rows.append({"method": method, **{k: _pick(metrics, f"longtext/{v}", out / file) for k, v in keys.items()}})
-    return rows
-
-
-def fgclip_rows(out: Path) -> list[dict[str, Any]]:
-    """RegionMetric before and after training, and zero-shot top-1 on the dark domain."""
-    rows = []
-    for method, tag in (("base CLIP, value-path RoIAlign", "before"), ("RegionAlign (FG-CLIP 2)", "after")):
-        region, dark = _metrics(out / f"{tag}.json"), _metrics(out / f"dark_{tag}.json")
-        rows.append({
-            "method": method,
-            "region_top1": _pick(region, "region/top1", out / f"{tag}.json"),
-            "hard_negative": _pick(region, "region/hard_negative", out / f"{tag}.json"),
-            "scene_zeroshot": _pick(region, "region/global_top1", out / f"{tag}.json"),
-            "dark_zeroshot": _pick(dark, "accuracy/top1", out / f"dark_{tag}.json"),
-        })  # fmt: skip
+    for spec in meta["Rows"]["rows"]:
+        row: dict[str, Any] = {"method": spec["method"]}
+        for column in meta["Columns"]:
+            path = out / column["file"].format(tag=spec["tag"])
+            metrics = _metrics(path)
+            if scale != 1:  # e.g. OVCocoMetric reports fractions
+                metrics = {k: v * scale for k, v in metrics.items()}
+            row[column["key"]] = _pick(metrics, column["metric"], path)
+        rows.append(row)
     return rows
 
 
@@ -293,34 +184,37 @@ def moe_rows(out: Path) -> list[dict[str, Any]]:
     ]
 
 
-def ovd_rows(out: Path) -> list[dict[str, Any]]:
-    """OVCocoMetric of the detector alone and with CLIP's box scores, in percent."""
-    rows = []
-    for method, tag in (("detector alone", "detector"), ("+ CLIP box scores (ensemble)", "ensemble")):
-        path = out / f"{tag}.json"
-        metrics = {k: v * 100 for k, v in _metrics(path).items()}  # OVCocoMetric reports fractions
-        keys = ("base_ap50", "novel_ap50", "base_ap", "novel_ap")
-        rows.append({"method": method, **{k: _pick(metrics, f"coco/{k}", path) for k in keys}})
-    return rows
+def _outputs(meta: dict[str, Any]) -> list[str]:
+    """The files a complete run of the experiment leaves in its work dir."""
+    rows = meta["Rows"]
+    if rows["reader"] != "metrics":
+        return [rows["file"]]
+    return sorted({c["file"].format(tag=r["tag"]) for r in rows["rows"] for c in meta["Columns"]})
 
 
 def _has_outputs(name: str, out: Path) -> bool:
-    wanted = {"prompt": ["results.csv"], "longclip": ["base.json", "longclip.json"], "moe": ["compare.csv"],
-              "fgclip": ["before.json", "after.json", "dark_before.json", "dark_after.json"],
-              "ovd": ["detector.json", "ensemble.json"]}[name]  # fmt: skip
-    return all((out / f).is_file() for f in wanted)
+    return all((out / f).is_file() for f in _outputs(META[name]))
+
+
+def _read(name: str, out: Path) -> list[dict[str, Any]]:
+    meta = META[name]
+    reader = meta["Rows"]["reader"]
+    if reader == "base2novel":
+        return prompt_rows(out / meta["Rows"]["file"], meta)
+    if reader == "dmu_compare":
+        return moe_rows(out)
+    if reader == "metrics":
+        return metric_rows(out, meta)
+    raise ValueError(f"{meta['metafile']}: experiment {name!r} has an unknown Rows.reader {reader!r}")
 
 
 def collect(name: str, work_dir: Path, recorded_csv: Path = RECORDED_CSV, recorded_json: Path = RECORDED_JSON) -> dict:
     """``{"source": ..., "rows": [...]}`` of experiment ``name``: from its work dir when complete, else recorded."""
     out = work_dir / name
     if _has_outputs(name, out):
-        readers = {"prompt": lambda: prompt_rows(out / "results.csv"), "longclip": lambda: longclip_rows(out),
-                   "fgclip": lambda: fgclip_rows(out), "moe": lambda: moe_rows(out),
-                   "ovd": lambda: ovd_rows(out)}  # fmt: skip
-        return {"source": str(out), "rows": readers[name]()}
-    if name == "prompt":
-        return {"source": _display(recorded_csv), "rows": prompt_rows(recorded_csv)}
+        return {"source": str(out), "rows": _read(name, out)}
+    if META[name]["Rows"]["reader"] == "base2novel":
+        return {"source": _display(recorded_csv), "rows": prompt_rows(recorded_csv, META[name])}
     recorded = json.loads(recorded_json.read_text())
     if name not in recorded:
         raise KeyError(f"{recorded_json} has no experiment {name!r} and {out} has no outputs")
@@ -339,7 +233,7 @@ def record(work_dir: Path, recorded_csv: Path = RECORDED_CSV, recorded_json: Pat
         out = work_dir / name
         if not _has_outputs(name, out):
             continue
-        if name == "prompt":
+        if META[name]["Rows"]["reader"] == "base2novel":
             shutil.copyfile(out / "results.csv", recorded_csv)
         else:
             recorded[name] = {"rows": collect(name, work_dir, recorded_csv, recorded_json)["rows"]}
@@ -358,8 +252,7 @@ def _cell(value: Any) -> str:
 
 def table(name: str, rows: Sequence[dict[str, Any]]) -> str:
     """The Markdown table of experiment ``name`` (the docs page holds these verbatim)."""
-    extra = {"prompt": [("seeds", "seeds")], "moe": [("steps", "steps")]}.get(name, [])
-    columns = COLUMNS[name] + extra
+    columns = [(c["key"], c["header"]) for c in META[name]["Columns"]]
     lines = ["| method | " + " | ".join(h for _, h in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in rows:
         missing = [k for k, _ in columns if k not in row]
@@ -376,8 +269,8 @@ def plot(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = PLOTTED[name]
-    headers = dict(COLUMNS[name])
+    keys = [c["key"] for c in META[name]["Columns"] if c.get("plot", True)]
+    headers = {c["key"]: c["header"] for c in META[name]["Columns"]}
     width = 0.8 / len(keys)
     fig, ax = plt.subplots(figsize=(2.0 + (0.45 * len(keys) + 0.3) * len(rows), 3.4))
     for i, key in enumerate(keys):
@@ -385,11 +278,11 @@ def plot(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path:
         bars = ax.bar(xs, [float(r[key]) for r in rows], width, label=headers[key])
         ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=12, ha="right", fontsize=7)
-    ax.set_ylabel(Y_LABELS[name])
+    ax.set_ylabel(META[name]["YLabel"])
     top = max(float(r[k]) for r in rows for k in keys)
     ax.set_ylim(0, max(1.0, top * 1.3))
     ax.legend(fontsize=7, ncols=min(len(keys), 3), loc="upper left")
-    ax.set_title(TITLES[name] + " (synthetic world, tiny CLIP)", fontsize=9)
+    ax.set_title(META[name]["Title"] + " (synthetic world, tiny CLIP)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
