@@ -1,6 +1,10 @@
 """Training-side machinery on top of MMEngine: hooks, optimizer constructors, config preparation.
 
-Model code (``clipadapt.models``, the plugins) never imports this package.
+Model code (``clipadapt.models``, the plugin classes) never imports this package; a method's training
+recipe may (CLIP-MoE's ``plugins/moe/recipe.py``).
+
+- :mod:`.paths`: the cache, data and config folders, ``cache://`` resolvers, ``load_tool``;
+- :func:`train_in_process`: one config trained inside this process (:mod:`.run`);
 
 - :class:`ClassNamesHook`, :class:`AdapterCheckpointHook`, :class:`ProgressBarHook`;
 - :class:`TrainableOptimWrapperConstructor` (the optimizer sees trainable parameters only),
