@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from clipadapt.fileio import atomic_write_bytes
+
 __all__ = ["OBJECT_CAPTIONS", "write_object_captions"]
 
 OBJECT_CAPTIONS = re.compile(r"^captions_objects_(train|val|test)\.csv$")
@@ -49,7 +51,5 @@ def write_object_captions(world_root: str | os.PathLike[str], split: str = "trai
     path = root / f"captions_objects_{split}.csv"
     text = buf.getvalue()
     if not path.is_file() or path.read_text() != text:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode())
     return path
