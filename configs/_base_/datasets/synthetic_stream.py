@@ -4,7 +4,7 @@
 # unseen). No image repeats. Validation and test use the world's fixed on-disk scenes (short captions).
 synthetic_world = dict()  # WorldConfig parameters; {} = the default world
 data_root = "synthetic://"
-_iters = 1400  # the length of the stream, in batches: one epoch
+_iters = 600  # the length of the stream, in batches: one epoch
 _block = dict(objects_per_block=48, scenes_per_block=16)
 _train_pipeline = [dict(type="Resize", size=64), dict(type="RandomHorizontalFlip", prob=0.5)]
 _test_pipeline = [dict(type="LoadImage"), dict(type="Resize", size=64)]

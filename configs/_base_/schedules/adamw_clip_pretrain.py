@@ -1,7 +1,7 @@
 # CLIP-style AdamW (betas 0.9/0.98, eps 1e-6), no weight decay on gains, biases, embeddings and the
 # logit scale, warmup then cosine. The token embedding (49408 x 128, of which the synthetic world
 # uses a few dozen rows) gets a larger learning rate so that the rows in use move fast enough.
-# One epoch: the data set is a stream whose length sets the number of steps (synthetic_stream.py).
+_epochs = 4
 optim_wrapper = dict(
     type="OptimWrapper",
     constructor="TrainableOptimWrapperConstructor",
@@ -20,9 +20,11 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0),
 )
 param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type="CosineAnnealingLR", by_epoch=True, begin=0, T_max=1, eta_min_ratio=0.01, convert_to_iter_based=True),
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(
+        type="CosineAnnealingLR", by_epoch=True, begin=0, T_max=_epochs, eta_min_ratio=0.01, convert_to_iter_based=True
+    ),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+train_cfg = dict(by_epoch=True, max_epochs=_epochs, val_interval=_epochs)
 val_cfg = dict()
 test_cfg = dict()
