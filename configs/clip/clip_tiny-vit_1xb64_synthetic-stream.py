@@ -2,7 +2,7 @@
 # alternative to clip_tiny-vit_1xb64_synthetic.py (the default, 4 epochs over the world's fixed pairs):
 #   python tools/train.py configs/clip/clip_tiny-vit_1xb64_synthetic-stream.py --work-dir work_dirs/stream
 # 600 steps of 64 (48 objects of distinct classes + 16 scenes per batch): twice the default's 292 steps.
-# Measured in docs/synthetic-world.md: it reads colour (99 %) but, like the default, not shape at this budget.
+# Measured in docs/synthetic-world.md: it reads colour (100 %) but, like the default, not shape at this budget.
 _base_ = [
     "../_base_/models/contrastive_tiny-vit.py",
     "../_base_/datasets/synthetic_stream.py",
