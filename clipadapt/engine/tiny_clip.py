@@ -1,16 +1,21 @@
 """The tiny base CLIP: ``tiny-vit`` pretrained contrastively on the synthetic world, cached, rebuilt when missing.
 
 No weights can be downloaded here, so every method needs a base CLIP that knows something. This one
-is trained by the config ``configs/clip/clip_tiny-vit_1xb64_synthetic.py`` (a few minutes on two CPU
+is trained by the config ``configs/clip/clip_tiny-vit_1xb64_synthetic.py`` (minutes on two CPU
 cores) through the same runner as every other config, and saved as an open_clip state dict
 (``open_clip.create_model('tiny-vit' config)`` loads it unchanged) at
-``$CLIPADAPT_CACHE/tiny-vit-synthetic.pt`` (default ``~/.cache/clipadapt``), written atomically,
+``$CLIPADAPT_CACHE/tiny-vit-synthetic-<recipe>.pt`` (default ``~/.cache/clipadapt``), written atomically,
 with a JSON note beside it. Configs refer to it as ``pretrained='cache://tiny-vit-synthetic'``.
+
+``<recipe>`` is :func:`recipe_key`: a hash of everything that decides the weights (the pretraining
+config with its bases, the model config, the synthetic world's format version). A model cached by
+another recipe is never picked up silently: the file name differs, so the current recipe is trained.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -26,14 +31,30 @@ from clipadapt.fileio import atomic_write
 
 from .prepare import cache_dir
 
-__all__ = ["CACHED_MODELS", "PRETRAIN_CONFIG", "ensure_tiny_clip", "find_config", "tiny_clip_path"]
+__all__ = ["CACHED_MODELS", "PRETRAIN_CONFIG", "ensure_tiny_clip", "find_config", "recipe_key", "tiny_clip_path"]
 
 PRETRAIN_CONFIG = "clip/clip_tiny-vit_1xb64_synthetic.py"
 NAME = "tiny-vit-synthetic"
 
 
+def recipe_key(config: str | os.PathLike[str] | None = None) -> str:
+    """12 hex digits that change whenever the pretrained weights would: config, model config, world version."""
+    from mmengine.config import Config
+
+    from clipadapt.datasets.synthetic import FORMAT_VERSION
+    from clipadapt.models.config import load_model_config
+
+    cfg = Config.fromfile(str(config or find_config(PRETRAIN_CONFIG))).to_dict()
+    cfg.pop("work_dir", None)
+    model = cfg.get("model", {}).get("model_name", "tiny-vit")
+    parts = {"config": cfg, "model": load_model_config(model), "world_format": FORMAT_VERSION}
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def tiny_clip_path() -> Path:
-    return cache_dir() / f"{NAME}.pt"
+    """``$CLIPADAPT_CACHE/tiny-vit-synthetic-<recipe_key()>.pt``."""
+    return cache_dir() / f"{NAME}-{recipe_key()}.pt"
 
 
 def find_config(relpath: str) -> Path:
@@ -93,7 +114,7 @@ def pretrain_tiny_clip(
         cfg.custom_hooks = [*(cfg.get("custom_hooks") or []), dict(type="ProgressBarHook", desc="tiny CLIP")]
     cfg.experiment_name = f"{NAME}-{time.strftime('%Y%m%d_%H%M%S')}"
     prepare_config(cfg)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     runner = Runner.from_cfg(cfg)
     runner.train()
     clip = unwrap(runner.model).clip
@@ -101,9 +122,12 @@ def pretrain_tiny_clip(
     info = {
         "model": "tiny-vit",
         "config": str(config or PRETRAIN_CONFIG),
+        "recipe_key": recipe_key(config),
         "synthetic_world": dict(cfg.get("synthetic_world") or {}),
         "iterations": runner.iter,
         "seconds": round(time.time() - start, 1),
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "threads": torch.get_num_threads(),
         "logs": str(Path(cfg.work_dir) / runner.timestamp),
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
@@ -123,11 +147,14 @@ def ensure_tiny_clip(force: bool = False, progress: bool = True) -> Path:
         progress: Show a progress bar while pretraining.
 
     Returns:
-        ``$CLIPADAPT_CACHE/tiny-vit-synthetic.pt``.
+        :func:`tiny_clip_path`.
     """
     path = tiny_clip_path()
     if path.is_file() and not force:
         return path
+    stale = sorted(p.name for p in path.parent.glob(f"{NAME}*.pt") if p != path)
+    if stale:
+        print(f"clipadapt: ignoring tiny CLIPs of other recipes in {path.parent}: {stale}", file=sys.stderr)
     with _file_lock(path.with_name(f".{path.name}.lock")):
         if path.is_file() and not force:  # another process built it while we waited
             return path

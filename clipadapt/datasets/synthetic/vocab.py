@@ -187,8 +187,18 @@ class WorldConfig:
 
     @functools.cached_property
     def class_names(self) -> list[str]:
-        """Class names sorted alphabetically: the index in this list is the label."""
-        return sorted(f"{c} {s}" for c, s in self._pairs)
+        """Class names in label order: the index in this list is the label.
+
+        Base classes come first, then novel ones (CoOp's base-to-novel split takes the first half of the
+        labels), each half sorted by name. A class is base when the positions of its colour and of its
+        shape in the sorted vocabularies have an even sum: a checkerboard over colour x shape. So every
+        novel class is an unseen combination of a colour and a shape that base classes show, and a
+        correction learned on the base classes can carry over to the novel ones.
+        """
+        colours = sorted({c for c, _ in self._pairs})
+        shapes = sorted({s for _, s in self._pairs})
+        names = sorted(self._pairs, key=lambda p: ((colours.index(p[0]) + shapes.index(p[1])) % 2, p))
+        return [f"{c} {s}" for c, s in names]
 
     @functools.cached_property
     def scene_colours(self) -> list[str]:

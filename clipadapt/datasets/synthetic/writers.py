@@ -41,7 +41,7 @@ from .vocab import WorldConfig
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "ensure_synthetic_world", "generate_synthetic_world", "load_manifest"]
 
-FORMAT_VERSION = 1  # bump when the drawing or the formats change: cached worlds are then regenerated
+FORMAT_VERSION = 2  # bump when the drawing or the formats change: cached worlds are then regenerated
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 
