@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-# What the default recipe must keep. Measured (docs/synthetic-world.md) it reads colour (about 99 %) but
-# not shape (chance is 12.5 %), so the floors guard colour and the plumbing (a broken model, tokenizer or
-# world reads colour at chance, 12.5 %, and top-1 at 1.6 %), with a margin of many images.
-FLOORS = {"colour": 90.0, "shape": 10.0, "top1": 8.0}
-# Issue 15's goal, not reached by a recipe of at most 8 minutes on two cores yet: reported as xfail until
-# a recipe reaches it (then XPASS, and FLOORS should rise to it).
-GOAL = {"colour": 95.0, "shape": 85.0, "top1": 80.0}
+# What the default recipe must keep. Measured (docs/synthetic-world.md) it reads colour (98 %) and shape
+# (28.8 %; chance 12.5 %); a build of the same recipe cut to 900 steps read shape at 18.6 %, so one build
+# varies by several points (another thread count changes the float order, and the run with it). The shape
+# floor sits 22 images above chance (one image is 0.16 points): a model that reads colour but guesses the
+# shape, as the recipe before format version 3 did (12-13 %), fails. Issue 15's goal (shape 85 %, top-1
+# 80 %) is out of reach of an 8-minute recipe on two cores; the frontier measured is in the docs.
+FLOORS = {"colour": 90.0, "shape": 16.0, "top1": 15.0}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,3 @@ def test_the_tiny_clip_keeps_its_floor(plain_test: dict[str, float]) -> None:
     assert plain_test["images"] == 640
     for key, floor in FLOORS.items():
         assert plain_test[key] >= floor, (key, plain_test)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("tiny_clip")
-@pytest.mark.xfail(reason="issue 15's goal is not reached in 8 minutes yet (docs/synthetic-world.md)", strict=False)
-def test_the_tiny_clip_reaches_the_goal(plain_test: dict[str, float]) -> None:
-    for key, goal in GOAL.items():
-        assert plain_test[key] >= goal, (key, plain_test)

@@ -67,7 +67,7 @@ def stream_item(
         k = block * objects_per_block + pos
         cycle, slot = divmod(k, len(cfg.class_pairs))
         colour, shape = cfg.class_pairs[int(_class_order(cfg, seed, cycle)[slot])]
-        obj = sample_single(colour, shape, cfg.image_size, rng)
+        obj = sample_single(colour, shape, cfg.image_size, rng, cfg.object_jitter)
         image, _ = render(draw_background(domain, cfg.image_size, rng), [obj.drawn], rng)
         caption = f"{_article(colour)} {colour} {shape}"
         return StreamItem(apply_light(domain, image), caption, "object", domain)

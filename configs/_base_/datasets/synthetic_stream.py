@@ -1,11 +1,11 @@
 # Image-text pairs drawn as they are read (SyntheticStreamDataset), for pretraining the tiny CLIP: each
-# batch is one block of 48 single objects of distinct classes, captioned "a red circle", and 16
+# batch is one block of 56 single objects of distinct classes, captioned "a red circle", and 8
 # multi-object scenes with short captions, on the world's scene domains only ("dark" and "warm" stay
 # unseen). No image repeats. Validation and test use the world's fixed on-disk scenes (short captions).
 synthetic_world = dict()  # WorldConfig parameters; {} = the default world
 data_root = "synthetic://"
-_iters = 600  # the length of the stream, in batches: one epoch
-_block = dict(objects_per_block=48, scenes_per_block=16)
+_iters = 1000  # the length of the stream, in batches: one epoch
+_block = dict(objects_per_block=56, scenes_per_block=8)
 _train_pipeline = [dict(type="Resize", size=64), dict(type="RandomHorizontalFlip", prob=0.5)]
 _test_pipeline = [dict(type="LoadImage"), dict(type="Resize", size=64)]
 
