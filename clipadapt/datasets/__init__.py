@@ -5,6 +5,7 @@
 - :class:`RegionDataset`: COCO-style region JSON (boxes, phrases, hard negatives); ``region_collate``.
 - transforms (``LoadImage``, ``RandomResizedCrop``, ``Resize``, ``CenterCrop``,
   ``RandomHorizontalFlip``) on ``torchvision.transforms.v2``, registered in ``TRANSFORMS``.
+- :class:`SyntheticStreamDataset`: image-caption pairs drawn on the fly from a synthetic world (pretraining).
 - :class:`ClusterBatchSampler`: batches drawn from one pseudo-label cluster each (CLIP-MoE's DMU).
 - :mod:`clipadapt.datasets.synthetic`: the procedural world (``ensure_synthetic_world``).
 """
@@ -14,6 +15,7 @@ from .few_shot import FewShotDataset, few_shot_sample, subsample_classes
 from .image_text import ImageTextDataset
 from .regions import RegionDataset, region_collate
 from .samplers import ClusterBatchSampler, load_labels
+from .stream import SyntheticStreamDataset
 from .synthetic import WorldConfig, ensure_synthetic_world, generate_synthetic_world
 from .transforms import (
     CenterCrop,
@@ -40,6 +42,7 @@ __all__ = [
     "RegionDataset",
     "Resize",
     "SanitizeBoxes",
+    "SyntheticStreamDataset",
     "V2Transform",
     "WorldConfig",
     "build_pipeline",

@@ -140,12 +140,29 @@ def _check_fit(runner: Any, checkpoint: dict) -> None:
     for unknown keys and shape mismatches, so a checkpoint of another architecture (an open_clip
     ViT-B-32 state dict given to a tiny-vit config, say) would be evaluated with the model's own
     weights. Keys the checkpoint lacks are tolerated unless it shares no key at all with the model.
+
+    Keys of another task or of a plugin this model does not carry (outside ``clip.``, or under
+    ``clip.plugins.``) are left out with a warning that names them: an FG-CLIP 2 checkpoint, with its
+    region logit scales and dense head, evaluated by a zero-shot config. An unknown key of the CLIP
+    itself (a layer this model does not have) is refused.
     """
     from clipadapt.models.checkpoint import CheckpointMismatchError
 
     state = checkpoint.get("state_dict", checkpoint)
     own = unwrap_model(runner.model).state_dict()
     keys = {k.removeprefix("module."): v for k, v in state.items() if hasattr(v, "shape")}
+    foreign = sorted(
+        k for k in keys if k not in own and (not k.startswith(CLIP_PREFIX) or k.startswith(CLIP_PREFIX + "plugins."))
+    )
+    if foreign and set(keys) & set(own):
+        runner.logger.warning(
+            f"{len(foreign)} checkpoint keys of another task or plugin are not loaded: {foreign[:6]}"
+            + (" ..." if len(foreign) > 6 else "")
+        )
+        for key in foreign:
+            state.pop(key, None)
+            state.pop("module." + key, None)
+            keys.pop(key)
     unknown = sorted(k for k in keys if k not in own)
     shapes = sorted(
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"

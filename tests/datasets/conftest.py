@@ -10,7 +10,7 @@ import pytest
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
 
-# 4 classes (blue circle, blue star, red circle, red star) on two domains; 3-4 objects per scene so
+# 4 classes (base: blue circle, red star; novel: blue star, red circle) on two domains; 3-4 objects per scene so
 # that long captions pass 77 tokens.
 TINY = {
     "seed": 7,
@@ -29,7 +29,7 @@ TINY = {
     "min_objects": 3,
     "max_objects": 4,
 }
-TINY_CLASSES = ["blue circle", "blue star", "red circle", "red star"]
+TINY_CLASSES = ["blue circle", "red star", "blue star", "red circle"]
 
 
 def _make_world(root: Path, **overrides: Any) -> Path:

@@ -237,3 +237,23 @@ def test_warm_light_casts_every_pixel(tmp_path: Path) -> None:
         means[domain] = pixels.reshape(-1, 3).mean(axis=0)
     # blue objects on light backgrounds: under the warm light blue falls far more than red
     assert means["warm"][2] / means["warm"][0] < 0.6 < means["plain"][2] / means["plain"][0]
+
+
+def test_classification_objects_sit_near_the_centre() -> None:
+    """object_jitter bounds where a classification image's object sits; None places it anywhere it fits."""
+    import numpy as np
+
+    from clipadapt.datasets.synthetic.scene import sample_single
+
+    def centres(jitter: float | None) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        objs = [sample_single("red", "circle", 64, rng, jitter) for _ in range(400)]
+        return np.array([(o.drawn.cx, o.drawn.cy) for o in objs])
+
+    near = centres(0.0625)
+    assert np.abs(near - 32).max() <= 4.0
+    anywhere = centres(None)
+    assert np.abs(anywhere - 32).max() > 8.0  # the old placement: anywhere the object fits
+    assert np.all(anywhere - 1 >= 0) and np.all(anywhere + 1 <= 64)
+    with pytest.raises(ValueError, match="object_jitter"):
+        WorldConfig(object_jitter=0.7)

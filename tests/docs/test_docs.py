@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from clipadapt.engine import tiny_clip_path
 from clipadapt.plugins import registered_plugins
 from clipadapt.registry import PLUGINS
 from tests.helpers import SMALL_WORLD
@@ -172,7 +173,7 @@ def _tiny_env(tmp_path: Path) -> dict[str, str]:
     cache.mkdir()
     torch.manual_seed(0)
     config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
-    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / "tiny-vit-synthetic.pt")
+    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / tiny_clip_path().name)  # the recipe's name
     # The world the pages' commands ask for, where data_dir() points (a world of other parameters would
     # live in a hash-keyed sibling folder, and the page's `data_dir() / ...` paths would not find it).
     ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)

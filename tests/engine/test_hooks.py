@@ -67,3 +67,42 @@ def test_models_without_plugins_are_saved_whole():
     checkpoint = {"state_dict": model.state_dict(), "meta": {}}
     AdapterCheckpointHook().before_save_checkpoint(SimpleNamespace(model=model), checkpoint)
     assert len(checkpoint["state_dict"]) == len(model.state_dict()) and "clipadapt" not in checkpoint["meta"]
+
+
+class _Task(torch.nn.Module):
+    """A task holding a CLIP (two linear layers stand in for it) and nothing else."""
+
+    def __init__(self):
+        super().__init__()
+        self.clip = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+
+
+def _fit_runner(caplog_logger):
+    return SimpleNamespace(model=_Task(), logger=caplog_logger, _load_from="other_task.pth")
+
+
+def test_keys_of_another_task_or_plugin_are_left_out_with_a_warning(caplog):
+    """An FG-CLIP 2 checkpoint (region logit scales, a dense head plugin) evaluated by a zero-shot config."""
+    from clipadapt.engine.hooks import _check_fit
+
+    state = {f"clip.{k}": v.clone() for k, v in _Task().clip.state_dict().items()}
+    state |= {"region_logit_scale": torch.ones(()), "clip.plugins.region_align.dense_proj": torch.ones(4, 4)}
+    logger = logging.getLogger("test_check_fit")
+    with caplog.at_level(logging.WARNING, logger="test_check_fit"):
+        _check_fit(_fit_runner(logger), {"state_dict": state})
+    assert "2 checkpoint keys of another task or plugin are not loaded" in caplog.text
+    assert "region_logit_scale" in caplog.text and "clip.plugins.region_align.dense_proj" in caplog.text
+    assert sorted(state) == sorted(f"clip.{k}" for k in _Task().clip.state_dict())  # what loads is the CLIP
+
+
+def test_an_unknown_layer_of_the_clip_is_still_refused():
+    """A deeper CLIP (an extra block) is another architecture: refused, naming the key."""
+    import pytest
+
+    from clipadapt.engine.hooks import _check_fit
+    from clipadapt.models.checkpoint import CheckpointMismatchError
+
+    state = {f"clip.{k}": v.clone() for k, v in _Task().clip.state_dict().items()}
+    state["clip.2.weight"] = torch.ones(2, 2)
+    with pytest.raises(CheckpointMismatchError, match=r"other_task\.pth does not fit .*'clip\.2\.weight'"):
+        _check_fit(_fit_runner(logging.getLogger("test_check_fit")), {"state_dict": state})

@@ -28,6 +28,8 @@ curves = load_tool("analysis/plot_curves")
 results = load_tool("analysis/plot_results")
 benchmark = load_tool("analysis/plot_benchmark")
 world_plot = load_tool("analysis/plot_world")
+pretraining = load_tool("analysis/plot_pretraining")
+world_eval = load_tool("analysis/world_eval")
 train_tool = load_tool("train")
 
 
@@ -171,3 +173,28 @@ def test_world_picture(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match=r"classes \['green star'\] are not in"):
         world_plot.domain_images(root, ["green star"], per_row=6)
     _assert_png(world_plot.main([str(root), "--scenes", "2", "--out", str(tmp_path / "w.png")]), (300, 300))
+
+
+def test_pretraining_plot_and_world_report(tmp_path: Path) -> None:
+    table = tmp_path / "runs.csv"
+    table.write_text("recipe,step,minutes,top1,colour,shape,i2t_r1\na,100,1.0,10,50,12,5\na,200,2.0,30,90,40,\n")
+    rows = pretraining.read_rows(table)
+    assert [r["step"] for r in rows["a"]] == [100.0, 200.0] and "i2t_r1" not in rows["a"][1]
+    _assert_png(pretraining.main([str(table), "--out", str(tmp_path / "p.png")]), (300, 300))
+    (tmp_path / "empty.csv").write_text("recipe,step,minutes\n")
+    with pytest.raises(ValueError, match="no measurements"):
+        pretraining.read_rows(tmp_path / "empty.csv")
+
+    import open_clip
+    import torch
+
+    root = ensure_synthetic_world(tmp_path / "world", progress=False, workers=1, **WORLD)
+    torch.manual_seed(0)
+    weights = tmp_path / "random.pt"
+    config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
+    torch.save(open_clip.model.CLIP(**config).state_dict(), weights)
+    report = world_eval.main(["--weights", str(weights), "--world", str(root), "--domain", "dark"])
+    assert report["images"] == 8 and report["scenes"] == 2  # 4 classes x 2 test images; 2 test scenes
+    for key in ("top1", "colour", "shape", "i2t_r1"):
+        assert 0.0 <= report[key] <= 100.0
+    assert report["top1"] <= min(report["colour"], report["shape"])  # a right class has both right

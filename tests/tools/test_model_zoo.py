@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipadapt.engine import tiny_clip_path
 from clipadapt.engine.paths import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def test_quick_prompt_run_produces_its_own_table_and_plot(tmp_path: Path, monkey
     cache.mkdir()
     torch.manual_seed(0)
     config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
-    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / "tiny-vit-synthetic.pt")
+    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / tiny_clip_path().name)
     monkeypatch.setenv("CLIPADAPT_CACHE", str(cache))
     monkeypatch.setenv("CLIPADAPT_DATA", str(tmp_path / "world"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -58,11 +58,27 @@ def _make(colour: str, shape: str, size: str, cx: float, cy: float, r: float, rn
     return SceneObject(colour, shape, size, texture, drawn)
 
 
-def sample_single(colour: str, shape: str, image_size: int, rng: np.random.Generator) -> SceneObject:
-    """One object of a classification image: random size, texture and position, fully inside."""
+def sample_single(
+    colour: str, shape: str, image_size: int, rng: np.random.Generator, jitter: float | None = None
+) -> SceneObject:
+    """One object of a classification image: random size, texture and position, fully inside.
+
+    Args:
+        colour: Colour name.
+        shape: Shape name.
+        image_size: Side of the image in pixels.
+        rng: Generator of every random choice.
+        jitter: How far the object's centre may move from the image centre, as a fraction of the
+            side (object-centric, like the photos of classification data sets); ``None`` places it
+            anywhere it fits.
+    """
     size = SIZES[int(rng.integers(len(SIZES)))]
     r = SINGLE_SIZE_FRACTION[size] * image_size / 2 * float(rng.uniform(0.92, 1.08))
-    cx, cy = rng.uniform(r + 1, image_size - r - 1, size=2)
+    lo, hi = r + 1, image_size - r - 1
+    if jitter is not None:
+        centre, reach = image_size / 2, jitter * image_size
+        lo, hi = max(lo, centre - reach), min(hi, centre + reach)
+    cx, cy = rng.uniform(lo, hi, size=2)
     return _make(colour, shape, size, float(cx), float(cy), r, rng)
 
 

@@ -102,6 +102,9 @@ class WorldConfig:
         per_class_train: Training images per class and domain.
         per_class_val: Validation images per class and domain.
         per_class_test: Test images per class and domain.
+        object_jitter: How far a classification image's object may sit from the image centre, as a
+            fraction of the side; ``None`` places it anywhere. Object-centric images (the default)
+            let the tiny CLIP learn shape within minutes; scenes place their objects anywhere.
         scene_domains: Background domains of the scenes.
         scenes_train: Number of training scenes.
         scenes_val: Number of validation scenes.
@@ -123,6 +126,7 @@ class WorldConfig:
     per_class_train: int = 16
     per_class_val: int = 4
     per_class_test: int = 10
+    object_jitter: float | None = 0.0625
     scene_domains: tuple[str, ...] = DEFAULT_SCENE_DOMAINS
     scenes_train: int = 1600
     scenes_val: int = 200
@@ -161,6 +165,8 @@ class WorldConfig:
         for name in counts:
             if getattr(self, name) < 0:
                 raise ValueError(f"WorldConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.object_jitter is not None and not 0.0 <= self.object_jitter <= 0.5:
+            raise ValueError(f"object_jitter must be None or in [0, 0.5], got {self.object_jitter}")
         if not 1 <= self.min_objects <= self.max_objects <= 6:
             raise ValueError(f"need 1 <= min_objects <= max_objects <= 6, got {self.min_objects}, {self.max_objects}")
         if self.scenes_train + self.scenes_val + self.scenes_test > 0 and self.max_objects > len(pairs):
@@ -187,8 +193,18 @@ class WorldConfig:
 
     @functools.cached_property
     def class_names(self) -> list[str]:
-        """Class names sorted alphabetically: the index in this list is the label."""
-        return sorted(f"{c} {s}" for c, s in self._pairs)
+        """Class names in label order: the index in this list is the label.
+
+        Base classes come first, then novel ones (CoOp's base-to-novel split takes the first half of the
+        labels), each half sorted by name. A class is base when the positions of its colour and of its
+        shape in the sorted vocabularies have an even sum: a checkerboard over colour x shape. So every
+        novel class is an unseen combination of a colour and a shape that base classes show, and a
+        correction learned on the base classes can carry over to the novel ones.
+        """
+        colours = sorted({c for c, _ in self._pairs})
+        shapes = sorted({s for _, s in self._pairs})
+        names = sorted(self._pairs, key=lambda p: ((colours.index(p[0]) + shapes.index(p[1])) % 2, p))
+        return [f"{c} {s}" for c, s in names]
 
     @functools.cached_property
     def scene_colours(self) -> list[str]:

@@ -42,7 +42,7 @@ from .vocab import WorldConfig
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "ensure_synthetic_world", "generate_synthetic_world", "load_manifest"]
 
-FORMAT_VERSION = 1  # bump when the drawing or the formats change: cached worlds are then regenerated
+FORMAT_VERSION = 3  # bump when the drawing or the formats change: cached worlds are then regenerated
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 
@@ -78,7 +78,7 @@ def _classification_job(job: tuple[str, dict, str, str, str, int]) -> list[str]:
     rels = []
     for idx in range(count):
         rng = _rng(params["seed"], "classification", domain, f"{colour} {shape}", idx)
-        obj = sample_single(colour, shape, size, rng)
+        obj = sample_single(colour, shape, size, rng, params["object_jitter"])
         image, _ = render(draw_background(domain, size, rng), [obj.drawn], rng)
         image = apply_light(domain, image)
         rel = f"images/{domain}/{class_dir(f'{colour} {shape}')}/{idx:05d}.png"
