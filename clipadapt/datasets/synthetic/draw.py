@@ -217,7 +217,7 @@ def render(
     """
     size = background.shape[0]
     canvas = size * SUPERSAMPLE
-    image = Image.fromarray(background).resize((canvas, canvas), Image.NEAREST)
+    image = Image.fromarray(background).resize((canvas, canvas), Image.Resampling.NEAREST)
     masks = []  # per object: (x0, y0) in output pixels and its coverage [h, w] there
     for obj in objects:
         # The object's region in output pixels (whole pixels, so the reduced mask aligns with the image).
@@ -228,7 +228,7 @@ def render(
         mask = Image.new("L", extent, 0)
         _draw_mask(ImageDraw.Draw(mask), obj, SUPERSAMPLE, origin)
         image.paste(_texture(obj, extent, SUPERSAMPLE, origin, rng), origin, mask)
-        masks.append((x0, y0, np.asarray(mask.resize((x1 - x0, y1 - y0), Image.BOX))))
+        masks.append((x0, y0, np.asarray(mask.resize((x1 - x0, y1 - y0), Image.Resampling.BOX))))
     visible = np.ones((size, size), dtype=bool)
     boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * len(objects)
     for i in range(len(objects) - 1, -1, -1):  # from the top object down, remove occluded pixels
@@ -240,4 +240,4 @@ def render(
         ys, xs = np.nonzero(own)
         if len(xs):
             boxes[i] = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-    return image.resize((size, size), Image.BOX), boxes
+    return image.resize((size, size), Image.Resampling.BOX), boxes

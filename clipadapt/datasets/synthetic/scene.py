@@ -149,7 +149,7 @@ def hard_negatives(
                 continue
             candidate = list(attrs)
             candidate[slot] = value
-            text = phrase(tuple(candidate))
+            text = phrase((candidate[0], candidate[1], candidate[2], candidate[3]))
             if text not in forbidden:
                 swaps[kind].append(text)
     out: list[str] = []

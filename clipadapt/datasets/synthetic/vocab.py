@@ -220,11 +220,11 @@ class WorldConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters as JSON-ready data (tuples become lists); the manifest stores this."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
-        out["novel_fraction"] = float(out["novel_fraction"])
+        out["novel_fraction"] = float(self.novel_fraction)
         return out

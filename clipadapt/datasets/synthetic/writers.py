@@ -182,7 +182,9 @@ def _write_scene_split(root: Path, cfg: WorldConfig, split: str, scenes: list[di
 
     categories = cfg.detection_categories
     cat_id = {shape: i + 1 for i, (shape, _) in enumerate(categories)}
-    images, regions, detections = [], [], []
+    images: list[dict[str, Any]] = []
+    regions: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     for image_id, scene in enumerate(scenes, start=1):
         images.append(
             {
