@@ -24,6 +24,7 @@ import open_clip
 import pytest
 import torch
 
+from clipadapt.engine import tiny_clip_path
 from tests.helpers import SMALL_WORLD, checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     cache.mkdir()
     torch.manual_seed(0)
     config = json.loads((ROOT / "clipadapt" / "model_configs" / "tiny-vit.json").read_text())
-    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / "tiny-vit-synthetic.pt")
+    # the file name carries the recipe's key (the same whatever the cache folder), so the quickstart finds it
+    torch.save(open_clip.model.CLIP(**config).state_dict(), cache / tiny_clip_path().name)
     return dict(os.environ, CLIPADAPT_CACHE=str(cache), CLIPADAPT_DATA=str(tmp_path / "world"), OMP_NUM_THREADS="1")
 
 
