@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from clipadapt.models.clip import CLIP
@@ -23,8 +24,8 @@ from clipadapt.tasks.zero_shot import zero_shot_classifier
 
 __all__ = ["evaluate_world"]
 
-_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
-_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
+_MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1) * 255
+_STD = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1) * 255
 
 
 def _images(root: Path, relpaths: list[str], size: int) -> torch.Tensor:
