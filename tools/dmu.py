@@ -6,7 +6,9 @@
     python tools/dmu.py CONFIG --compare --eval-split val # tune on the val split (training is shared)
 
 The steps, their journal (``<work-dir>/dmu_state.json``: a killed run restarts at the first unfinished
-step) and the comparison are the recipe's: ``plugins/moe/recipe.py``.
+step) and the comparison are the recipe's: ``plugins/moe/recipe.py``. Whether the experts specialise
+(routing entropy, expert usage per cluster, distances between experts) goes to
+``<work-dir>/specialisation.{md,json}``; ``tools/analysis/plot_moe_experts.py`` draws the usage.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from clipadapt.engine import enable_safe_resume
 from clipadapt.engine.cli import prepare_run
 from clipadapt_plugins.moe.recipe import SPLITS, DMUPipeline
 from clipadapt_plugins.moe.schedules import SCHEDULE_KEYS, stretch_schedulers
-from clipadapt_plugins.moe.tables import aggregate, write_seed_table, write_table
+from clipadapt_plugins.moe.tables import aggregate, write_seed_table, write_specialisation, write_table
 
-__all__ = ["DMUPipeline", "aggregate", "main", "parse_args", "stretch_schedulers", "write_seed_table", "write_table"]
+__all__ = [
+    "DMUPipeline",
+    "aggregate",
+    "main",
+    "parse_args",
+    "stretch_schedulers",
+    "write_seed_table",
+    "write_specialisation",
+    "write_table",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,14 +96,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     enable_safe_resume()
     work_dir = Path(args.work_dir or osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0]))
     if args.seeds is None:
-        return _pipeline(args, work_dir, None).run(compare=args.compare)
-    done, tables = {}, {}
+        pipeline = _pipeline(args, work_dir, None)
+        done = pipeline.run(compare=args.compare)
+        write_specialisation({0: pipeline.specialisation()}, work_dir)
+        return done
+    done, tables, experts = {}, {}, {}
     for seed in args.seeds:
         pipeline = _pipeline(args, work_dir / f"seed{seed}", seed)
         done[seed] = pipeline.run(compare=args.compare)
-        tables[seed] = pipeline.table()
+        tables[seed], experts[seed] = pipeline.table(), pipeline.specialisation()
     if args.compare:
         write_seed_table(aggregate(tables), work_dir, args.eval_split)
+    write_specialisation(experts, work_dir)
     return done
 
 

@@ -41,7 +41,8 @@ def _moe_plugin(clip: CLIP) -> MoEUpcycle:
     return found[0]
 
 
-def _canonical(value: Any) -> str:
+def canonical_json(value: Any) -> str:
+    """``value`` as JSON with sorted keys: equal settings give equal text (fingerprints, stage checks)."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -60,7 +61,7 @@ def _check_stage_base(clip: CLIP, meta: dict[str, Any], path: Path) -> None:
             f"(sha256 {own_base['sha256'][:12]}...)"
         )
     own_model = adapter_metadata(clip)["model"]
-    if _canonical(meta.get("model")) != _canonical(own_model):
+    if canonical_json(meta.get("model")) != canonical_json(own_model):
         raise StageMismatchError(
             f"stage checkpoint {path} is of model {(meta.get('model') or {}).get('name')!r}, "
             f"not the MoE's {own_model.get('name')!r} (configs differ)"

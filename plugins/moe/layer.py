@@ -32,10 +32,22 @@ class RouterRecord:
     Attributes:
         logits: Router logits [T, E], in the dtype the router ran in.
         indices: Chosen experts [T, k], best first.
+        token_index: Where the routed tokens sit among the layer's ``B * N`` tokens [T]; None = all of them.
+        tokens_per_sample: N, the tokens of one sample (0 when unknown).
     """
 
     logits: torch.Tensor
     indices: torch.Tensor
+    token_index: torch.Tensor | None = None
+    tokens_per_sample: int = 0
+
+    def sample_index(self) -> torch.Tensor:
+        """The sample (row of the batch) of each routed token [T]."""
+        if self.tokens_per_sample <= 0:
+            raise ValueError("this RouterRecord does not know its tokens per sample")
+        if self.token_index is None:
+            return torch.arange(self.logits.shape[0], device=self.logits.device) // self.tokens_per_sample
+        return self.token_index // self.tokens_per_sample
 
 
 def route(logits: torch.Tensor, top_k: int, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +181,7 @@ class SparseMoE(nn.Module):
         weights, indices = route(logits, self.top_k, tokens.dtype)
         y = grouped_dispatch(tokens, weights, indices, self.experts)
         if self._records is not None:
-            self._records.append(RouterRecord(logits, indices))
+            self._records.append(RouterRecord(logits, indices, selected, x.shape[-2]))
         if selected is not None:
             y = torch.zeros_like(flat).index_copy(0, selected, y)
         return y.reshape(x.shape)

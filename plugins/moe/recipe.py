@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,8 @@ from mmengine.config import Config
 from clipadapt.engine.run import train_in_process
 from clipadapt.fileio import atomic_write
 
+from .dmu import canonical_json
+from .evaluation import predict, retrieval_row
 from .journal import State
 from .schedules import SCHEDULE_KEYS, stretch_schedulers
 from .tables import write_table
@@ -65,10 +66,7 @@ DMU_KEYS = {
 }
 SPLITS = ("test", "val")
 EVAL_STEPS = ("compare_base", "compare_dense_eval", "compare_upcycle_eval", "eval")  # the table's rows, in order
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+SPECIALISE_STEPS = ("compare_untrained_specialise", "compare_upcycle_specialise", "specialise")
 
 
 def _with_pipeline(dataset: dict[str, Any], pipeline: list[Any]) -> dict[str, Any]:
@@ -128,7 +126,7 @@ class DMUPipeline:
 
     def _fingerprint(self) -> str:
         keys = ("model", "train_dataloader", "optim_wrapper", "param_scheduler", "train_cfg", "randomness")
-        blob = _canonical({k: self.cfg.get(k) for k in keys} | {"dmu": self.dmu})
+        blob = canonical_json({k: self.cfg.get(k) for k in keys} | {"dmu": self.dmu})
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _build_task(self, plugins: list[dict[str, Any]]) -> Any:
@@ -146,20 +144,10 @@ class DMUPipeline:
         with DefaultScope.overwrite_default_scope("clipadapt"):
             return Runner.build_dataloader(loader_cfg)
 
-    @torch.no_grad()
-    def _predict(self, task: Any, loader: Any, desc: str) -> list[dict[str, Any]]:
-        from tqdm import tqdm
-
-        task.eval()
-        preds = []
-        for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-            preds += task(**task.data_preprocessor(batch, False), mode="predict")
-        return preds
-
-    def _embed_training_set(self, task: Any, step: str) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised image and text embeddings of the training set, in index order, test pipeline."""
+    def _training_set(self) -> Any:
+        """The training set in index order, with the test pipeline."""
         train = self.cfg.train_dataloader
-        loader = self._loader(
+        return self._loader(
             dict(
                 batch_size=int(self.dmu.get("embed_batch_size", 256)),
                 num_workers=train.get("num_workers", 0),
@@ -168,7 +156,10 @@ class DMUPipeline:
                 dataset=_with_pipeline(train.dataset, self.cfg.test_dataloader.dataset.pipeline),
             )
         )
-        preds = self._predict(task, loader, f"{step}: embedding the training set")
+
+    def _embed_training_set(self, task: Any, step: str) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised image and text embeddings of the training set, in index order, test pipeline."""
+        preds = predict(task, self._training_set(), f"{step}: embedding the training set")
         images = torch.stack([p["image_feature"] for p in preds]).numpy()
         texts = torch.stack([p["text_feature"] for p in preds]).numpy()
         return images, texts
@@ -237,7 +228,6 @@ class DMUPipeline:
 
         import clipadapt
         from clipadapt.registry import METRICS
-        from clipadapt_plugins.moe import parameter_counts
 
         task = self._build_task(plugins)
         if adapter is not None:
@@ -245,21 +235,21 @@ class DMUPipeline:
         with DefaultScope.overwrite_default_scope("clipadapt"):
             metric = METRICS.build(copy.deepcopy(self.cfg[f"{self.eval_split}_evaluator"]))
         loader = self._loader(copy.deepcopy(self.cfg[f"{self.eval_split}_dataloader"]))
-        preds = self._predict(task, loader, f"{name}: {self.eval_split}")
-        metric.process({}, preds)
-        metrics = metric.compute_metrics(metric.results)
-        counts = parameter_counts(task.clip)
         batch = int(self.cfg.train_dataloader.batch_size)
-        samples = steps * batch if steps is not None else None
-        row = {"method": name, "split": self.eval_split, "pairs": len(preds), "steps": steps, "samples": samples}
-        row |= {**metrics, **counts}
-        print(
-            f"{name} ({self.eval_split}, {len(preds)} pairs): image->text R@1 {metrics['i2t_R@1']:.2f}, "
-            f"text->image R@1 {metrics['t2i_R@1']:.2f} | "
-            f"activated parameters per token {counts['activated']:,}, total parameters {counts['total']:,}",
-            flush=True,
-        )
-        return row
+        return retrieval_row(task, loader, metric, name, self.eval_split, steps, batch)
+
+    def _specialise(self, name: str, adapter: str | None) -> dict[str, Any]:
+        """Routing and expert statistics of an MoE model over the training set, by its stage-0 clusters."""
+        import clipadapt
+
+        from .specialisation import task_specialisation
+
+        task = self._build_task(self._with(self.moe_cfg))
+        if adapter is not None:
+            clipadapt.load_adapter(adapter, model=task.clip)
+        labels = torch.from_numpy(np.load(self.state.get("stage0")["labels"]))
+        clusters = int(self.dmu.get("image_clusters", 3)) * int(self.dmu.get("text_clusters", 3))
+        return {"method": name, "layers": task_specialisation(task, self._training_set(), labels, clusters, name)}
 
     def _iters(self, schedule: dict[str, Any], what: str) -> int:
         train_cfg = schedule["train_cfg"]
@@ -277,12 +267,16 @@ class DMUPipeline:
         steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [("stage0", self._stage0)]
         steps += [(f"stage{s}", lambda s=s: self._mlp_stage(s)) for s in range(1, self.num_experts)]
         steps += [("router", self._router_stage), (self._eval_name("eval"), self._eval_dmu)]
+        steps += [("specialise", lambda: self._specialise("DMU MoE", self.state.get("router")["adapter"]))]
         if compare:
+            upcycled = lambda: self.state.get("compare_upcycle_router")["adapter"]  # noqa: E731
             steps += [
                 (self._eval_name("compare_base"), self._compare_base),
+                ("compare_untrained_specialise", lambda: self._specialise("Upcycled, untrained", None)),
                 ("compare_upcycle_experts", self._upcycle_experts),
                 ("compare_upcycle_router", self._upcycle_router),
                 (self._eval_name("compare_upcycle_eval"), self._upcycle_eval),
+                ("compare_upcycle_specialise", lambda: self._specialise("Upcycling (identical experts)", upcycled())),
                 ("compare_dense", self._dense),
                 (self._eval_name("compare_dense_eval"), self._dense_eval),
             ]
@@ -376,6 +370,11 @@ class DMUPipeline:
         if compare:
             write_table(self.table(), self.work_dir, self.eval_split)
         return self.state.data["done"]
+
+    def specialisation(self) -> list[dict[str, Any]]:
+        """The finished ``specialise`` steps' records: untrained upcycling, plain upcycling, DMU."""
+        records = [self.state.get(n) for n in SPECIALISE_STEPS]
+        return [{"method": r["method"], "layers": r["layers"]} for r in records if r is not None]
 
     def table(self) -> list[dict[str, Any]]:
         """The rows of the comparison that have been evaluated on ``eval_split``, base CLIP first."""

@@ -30,6 +30,7 @@ benchmark = load_tool("analysis/plot_benchmark")
 world_plot = load_tool("analysis/plot_world")
 pretraining = load_tool("analysis/plot_pretraining")
 world_eval = load_tool("analysis/world_eval")
+moe_experts = load_tool("analysis/plot_moe_experts")
 train_tool = load_tool("train")
 
 
@@ -198,3 +199,19 @@ def test_pretraining_plot_and_world_report(tmp_path: Path) -> None:
     for key in ("top1", "colour", "shape", "i2t_r1"):
         assert 0.0 <= report[key] <= 100.0
     assert report["top1"] <= min(report["colour"], report["shape"])  # a right class has both right
+
+
+def test_expert_usage_heat_maps(tmp_path: Path) -> None:
+    from clipadapt_plugins.moe.tables import write_specialisation
+
+    def layer(share: list[list[float]], nmi: float) -> dict:
+        return {"token_entropy": 0.9, "usage_entropy": 1.0, "nmi": nmi, "expert_distance": 0.1, "cluster_usage": share}
+
+    follows = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]
+    records = [{"method": "DMU MoE", "layers": {"vision.3": layer(follows, 0.6), "text.3": layer(follows, 0.5)}}]
+    write_specialisation({0: records, 1: records}, tmp_path)
+    seed, read = moe_experts.read_seed(tmp_path / "specialisation.json", None)
+    assert seed == "0" and read == records
+    _assert_png(moe_experts.main([str(tmp_path / "specialisation.json"), "--out", str(tmp_path / "m.png")]), (300, 200))
+    with pytest.raises(ValueError, match=r"has no seed '7' \(seeds: 0, 1\)"):
+        moe_experts.read_seed(tmp_path / "specialisation.json", "7")

@@ -94,10 +94,19 @@ def test_dmu_resumes_at_the_next_unfinished_stage(setup, monkeypatch) -> None:
         monkeypatch.setattr(dmu.DMUPipeline, name, _spy(getattr(dmu.DMUPipeline, name), calls))
     done = dmu.main(args)
     assert calls == ["_mlp_stage(2,)", "_router_stage()"]
-    assert list(done) == ["stage0", "stage1", "stage2", "router", "eval"]
+    assert list(done) == ["stage0", "stage1", "stage2", "router", "eval", "specialise"]
     assert stage1.stat().st_mtime_ns == stamp
     result = done["eval"]
     assert 0 <= result["i2t_R@1"] <= 100 and result["activated"] < result["total"]
+
+    # Whether the experts specialise, over the training set by its stage-0 clusters: every image token of
+    # the 12 training scenes (8 x 8 patches + the class token) is routed once; the stage experts differ.
+    experts = json.loads((work_dir / "specialisation.json").read_text())["0"]
+    assert [r["method"] for r in experts] == ["DMU MoE"]
+    vision = experts[0]["layers"]["vision.3"]
+    assert vision["tokens"] == WORLD["scenes_train"] * 65 and sum(vision["cluster_sizes"]) == 2 * 65 * 12
+    assert vision["expert_distance"] > 0 and 0 <= vision["nmi"] <= 1 and 0 < vision["token_entropy"] <= 1
+    assert "| DMU MoE | text.3 |" in (work_dir / "specialisation.md").read_text()
 
     # The MoE's expert 1 is stage 1's MLP (the router stage trains the routers only); expert 0 the base's.
     router = torch.load(done["router"]["adapter"], weights_only=True)["state_dict"]
@@ -131,6 +140,7 @@ def test_moe_configs_pass_the_key_checks(path: Path, tmp_path: Path) -> None:
         "stage3",
         "router",
         "eval",
+        "specialise",
     ]
 
 
