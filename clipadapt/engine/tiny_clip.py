@@ -56,6 +56,29 @@ def tiny_clip_path() -> Path:
     return cache_dir() / f"{NAME}-{recipe_key()}.pt"
 
 
+def build_environment() -> dict[str, str]:
+    """What decides the weights besides the recipe: the same recipe on another CPU or with other versions
+    of torch, numpy or Pillow (which draws the world) can train a different model (docs/synthetic-world.md)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    env = {"cpu": _cpu_model() or platform.processor() or platform.machine(), "python": platform.python_version()}
+    for package in ("torch", "numpy", "pillow", "open_clip_torch", "mmengine"):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            env[package] = "not installed"
+    return env
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def pretrain_tiny_clip(
     out: Path, config: str | os.PathLike[str] | None = None, progress: bool = True
 ) -> dict[str, Any]:
@@ -89,6 +112,7 @@ def pretrain_tiny_clip(
         "cpu_seconds": round(time.process_time() - cpu_start, 1),
         "threads": torch.get_num_threads(),
         "logs": str(Path(cfg.work_dir) / runner.timestamp),
+        "environment": build_environment(),
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     return info

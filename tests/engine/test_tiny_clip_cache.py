@@ -38,3 +38,12 @@ def test_a_model_of_another_recipe_is_rebuilt(tmp_path: Path, monkeypatch: pytes
     assert ensure_tiny_clip(progress=False) == path and built == [path]
     assert "tiny-vit-synthetic.pt" in capsys.readouterr().err  # named, not used
     assert ensure_tiny_clip(progress=False) == path and built == [path]  # cached now
+
+
+def test_the_note_records_what_else_decides_the_weights() -> None:
+    import numpy
+    import torch
+
+    env = tiny_clip.build_environment()
+    assert env["torch"] == torch.__version__.split("+")[0] and env["numpy"] == numpy.__version__
+    assert env["pillow"] not in ("", "not installed") and env["cpu"]
