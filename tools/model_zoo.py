@@ -12,7 +12,9 @@ commands wrote (``Rows``), and its table's columns (``Columns``: record key, hea
 comes from, whether it is drawn). Placeholders in the arguments: ``{config:<name>}`` a config of ``Configs``,
 ``{out}`` the experiment's work dir, ``{checkpoint:<dir>}`` the last checkpoint of the training run in
 ``{out}/<dir>`` (read when its turn comes), ``{seeds}`` the entry's ``Seeds`` (``QuickSeeds`` with
-``--quick``); in ``Quick``, ``{small_batches}`` small batch sizes. Row readers: ``metrics`` (the JSON of
+``--quick``), ``{seed}`` one of them in a step marked ``per_seed`` (it runs once per seed; a row tag with
+``{seed}`` is then read once per seed, as mean ± sample std); in ``Quick``, ``{small_batches}`` small batch
+sizes. Row readers: ``metrics`` (the JSON of
 ``tools/test.py --out``, one row per tag), ``base2novel`` (``results.csv`` of ``tools/base2novel.py``),
 ``dmu_compare`` (``compare.csv`` of ``tools/dmu.py``). Adding an experiment is adding one entry.
 
@@ -29,6 +31,7 @@ import argparse
 import csv
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -82,8 +85,11 @@ def _quick_options(meta: dict[str, Any], key: str) -> list[str]:
     return options
 
 
-def _argument(arg: str, meta: dict[str, Any], out: Path, quick: bool) -> list[str]:
-    """One argument of a ``Run`` step with its placeholder filled (``{seeds}`` gives several)."""
+def _argument(arg: str, meta: dict[str, Any], out: Path, quick: bool, seed: str | None = None) -> list[str]:
+    """One argument of a ``Run`` step with its placeholder filled (``{seeds}`` gives several; ``{seed}`` is
+    the seed of a ``per_seed`` step)."""
+    if seed is not None:
+        arg = arg.replace("{seed}", seed)
     if arg == "{seeds}":
         return [str(s) for s in meta["QuickSeeds" if quick else "Seeds"]]
     if arg.startswith("{config:"):
@@ -100,12 +106,18 @@ def plan(name: str, out: Path, quick: bool) -> list[Callable[[], list[str]]]:
         raise KeyError(f"unknown experiment {name!r}; choose from {EXPERIMENTS}")
     meta = META[name]
 
-    def command(step: dict[str, Any]) -> list[str]:
-        args = [a for arg in step["args"] for a in _argument(arg, meta, out, quick)]
+    def command(step: dict[str, Any], seed: str | None) -> list[str]:
+        args = [a for arg in step["args"] for a in _argument(arg, meta, out, quick, seed)]
         options = (_quick_options(meta, step["quick"]) if quick and "quick" in step else []) + step.get("options", [])
+        options = [o.replace("{seed}", seed) if seed is not None else o for o in options]
         return [sys.executable, f"tools/{step['tool']}", *args] + (["--cfg-options", *options] if options else [])
 
-    return [lambda step=step: command(step) for step in meta["Run"]]
+    seeds = [str(s) for s in meta.get("QuickSeeds" if quick else "Seeds") or []]
+    return [
+        lambda step=step, seed=seed: command(step, seed)
+        for step in meta["Run"]
+        for seed in (seeds if step.get("per_seed") else [None])
+    ]
 
 
 def run(name: str, out: Path, quick: bool) -> None:
@@ -148,18 +160,47 @@ def prompt_rows(results_csv: Path, meta: dict[str, Any]) -> list[dict[str, Any]]
     return rows
 
 
+def _run_seeds(meta: dict[str, Any], out: Path) -> list[str]:
+    """The seeds whose files ``out`` holds: ``Seeds``; ``QuickSeeds`` for a ``--quick`` run (no file of any
+    other seed); else ``Seeds``, so that a run that stopped part-way is incomplete and the error names what is
+    missing, instead of a table of fewer seeds."""
+    seeds = [str(s) for s in meta.get("Seeds") or []]
+    quick = [str(s) for s in meta.get("QuickSeeds") or []]
+    others = set(_outputs(meta, [s for s in seeds if s not in quick])) - set(_outputs(meta, quick))
+    if quick and not any((out / f).is_file() for f in others) and _complete(meta, out, quick):
+        return quick
+    return seeds
+
+
+def _complete(meta: dict[str, Any], out: Path, seeds: Sequence[str]) -> bool:
+    return all((out / f).is_file() for f in _outputs(meta, seeds))
+
+
 def metric_rows(out: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per ``Rows.rows`` entry: each column's metric from its file (``{tag}`` filled in), scaled."""
+    """One row per ``Rows.rows`` entry: each column's metric from its file (``{tag}`` filled in), scaled.
+
+    A tag with ``{seed}`` is read once per seed: the row holds the mean, and ``<key>_std`` the sample
+    standard deviation (ddof=1), and ``seeds`` their number."""
     scale = float(meta["Rows"].get("scale", 1))
+    run_seeds = _run_seeds(meta, out)
     rows = []
     for spec in meta["Rows"]["rows"]:
+        seeds = run_seeds if "{seed}" in spec["tag"] else [None]
         row: dict[str, Any] = {"method": spec["method"]}
         for column in meta["Columns"]:
-            path = out / column["file"].format(tag=spec["tag"])
-            metrics = _metrics(path)
-            if scale != 1:  # e.g. OVCocoMetric reports fractions
-                metrics = {k: v * scale for k, v in metrics.items()}
-            row[column["key"]] = _pick(metrics, column["metric"], path)
+            values = []
+            for seed in seeds:
+                tag = spec["tag"] if seed is None else spec["tag"].replace("{seed}", seed)
+                path = out / column["file"].format(tag=tag)
+                metrics = _metrics(path)
+                if scale != 1:  # e.g. OVCocoMetric reports fractions
+                    metrics = {k: v * scale for k, v in metrics.items()}
+                values.append(_pick(metrics, column["metric"], path))
+            row[column["key"]] = round(statistics.fmean(values), 2)
+            if len(values) > 1:
+                row[f"{column['key']}_std"] = round(statistics.stdev(values), 2)
+        if len(seeds) > 1:
+            row["seeds"] = len(seeds)
         rows.append(row)
     return rows
 
@@ -171,8 +212,9 @@ def moe_rows(out: Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"{path} is missing: rerun `python tools/model_zoo.py --run`")
     with open(path, newline="") as handle:
         table = list(csv.DictReader(handle))
-    return [
-        {
+    rows = []
+    for r in table:
+        row = {
             "method": r["method"],
             "steps": int(r["steps"]),
             "i2t": round(float(r.get("i2t_R@1_mean", r.get("i2t_R@1"))), 2),  # --seeds: the mean
@@ -180,20 +222,24 @@ def moe_rows(out: Path) -> list[dict[str, Any]]:
             "activated_M": round(int(r["activated"]) / 1e6, 2),
             "total_M": round(int(r["total"]) / 1e6, 2),
         }
-        for r in table
-    ]
+        if "i2t_R@1_std" in r:  # --seeds: the sample std too
+            row |= {"i2t_std": round(float(r["i2t_R@1_std"]), 2), "t2i_std": round(float(r["t2i_R@1_std"]), 2)}
+        rows.append(row)
+    return rows
 
 
-def _outputs(meta: dict[str, Any]) -> list[str]:
-    """The files a complete run of the experiment leaves in its work dir."""
+def _outputs(meta: dict[str, Any], seeds: Sequence[str]) -> list[str]:
+    """The files a complete run of the experiment with ``seeds`` leaves in its work dir."""
     rows = meta["Rows"]
     if rows["reader"] != "metrics":
         return [rows["file"]]
-    return sorted({c["file"].format(tag=r["tag"]) for r in rows["rows"] for c in meta["Columns"]})
+    tags = {r["tag"].replace("{seed}", s) for r in rows["rows"] for s in (seeds if "{seed}" in r["tag"] else [""])}
+    return sorted({c["file"].format(tag=t) for t in tags for c in meta["Columns"]})
 
 
 def _has_outputs(name: str, out: Path) -> bool:
-    return all((out / f).is_file() for f in _outputs(META[name]))
+    meta = META[name]
+    return _complete(meta, out, _run_seeds(meta, out))
 
 
 def _read(name: str, out: Path) -> list[dict[str, Any]]:
@@ -258,7 +304,8 @@ def table(name: str, rows: Sequence[dict[str, Any]]) -> str:
         missing = [k for k, _ in columns if k not in row]
         if missing:
             raise KeyError(f"{name}: row {row.get('method')!r} lacks {missing}")
-        lines.append(f"| {row['method']} | " + " | ".join(_cell(row[k]) for k, _ in columns) + " |")
+        cells = [_cell(row[k]) + (f" ± {_cell(row[f'{k}_std'])}" if f"{k}_std" in row else "") for k, _ in columns]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -275,7 +322,8 @@ def plot(name: str, rows: Sequence[dict[str, Any]], out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(2.0 + (0.45 * len(keys) + 0.3) * len(rows), 3.4))
     for i, key in enumerate(keys):
         xs = [j + (i - (len(keys) - 1) / 2) * width for j in range(len(rows))]
-        bars = ax.bar(xs, [float(r[key]) for r in rows], width, label=headers[key])
+        errors = [float(r.get(f"{key}_std", 0.0)) for r in rows]  # the spread over seeds, where there are seeds
+        bars = ax.bar(xs, [float(r[key]) for r in rows], width, label=headers[key], yerr=errors, capsize=2)
         ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=12, ha="right", fontsize=7)
     ax.set_ylabel(META[name]["YLabel"])

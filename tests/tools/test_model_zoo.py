@@ -49,7 +49,8 @@ def test_quick_prompt_run_produces_its_own_table_and_plot(tmp_path: Path, monkey
     assert results["prompt"]["source"] == str(work / "prompt")  # the run's outputs, not the recorded data
     with open(run_csv, newline="") as handle:
         runs = [r for r in csv.DictReader(handle) if r["seed"] != "mean"]
-    assert [r["method"].split("_")[0] for r in runs] == ["zeroshot", "maple", "coop", "cocoop", "ivlp", "promptsrc"]
+    methods = ["zeroshot", "maple", "coop", "cocoop", "ivlp", "promptsrc"]
+    assert [r["method"].split("_")[0] for r in runs] == methods
     assert {r["seed"] for r in runs} == {"1"}  # --quick: one seed
     rows = results["prompt"]["rows"]
     assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "CoCoOp", "IVLP", "PromptSRC"]
@@ -86,11 +87,27 @@ def test_collect_reads_what_the_tools_write(tmp_path: Path) -> None:
     longclip.mkdir()
     metrics = {"long_i2t_R@1": 25.5, "long_t2i_R@1": 26.0, "short_i2t_R@1": 21.5, "short_t2i_R@1": 26.0,
                "zeroshot_top1": 12.034}  # fmt: skip
-    for file in ("base.json", "longclip.json"):
-        (longclip / file).write_text(json.dumps({f"longtext/{k}": v for k, v in metrics.items()}))
+    (longclip / "base.json").write_text(json.dumps({f"longtext/{k}": v for k, v in metrics.items()}))
+    # Long-CLIP trains once per seed: its row is the mean of the seeds' files, with their sample std.
+    for seed, shift in (("1", 0.0), ("2", 1.0), ("3", 5.0)):
+        seeded = {f"longtext/{k}": v + shift for k, v in metrics.items()}
+        (longclip / f"longclip_seed{seed}.json").write_text(json.dumps(seeded))
     rows = zoo.collect("longclip", tmp_path)["rows"]
-    assert rows[1] == {"method": "Long-CLIP", "long_i2t": 25.5, "long_t2i": 26.0, "short_i2t": 21.5,
+    assert rows[0] == {"method": "base CLIP (77 tokens)", "long_i2t": 25.5, "long_t2i": 26.0, "short_i2t": 21.5,
                        "short_t2i": 26.0, "zeroshot": 12.03}  # fmt: skip
+    spread = round(statistics.stdev([0.0, 1.0, 5.0]), 2)  # 2.65
+    assert rows[1]["method"] == "Long-CLIP" and rows[1]["seeds"] == 3
+    assert rows[1]["long_i2t"] == 27.5 and rows[1]["zeroshot"] == 14.03
+    assert rows[1]["long_i2t_std"] == rows[1]["zeroshot_std"] == spread
+    assert "| Long-CLIP | 27.5 ± 2.65 | 28.0 ± 2.65 |" in zoo.table("longclip", rows)
+    # A run that stopped after seed 2 is incomplete: no table of fewer seeds, an error naming the missing file.
+    (longclip / "longclip_seed3.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"longclip_seed3\.json is missing"):
+        zoo.metric_rows(longclip, zoo.META["longclip"])
+    # A --quick run (QuickSeeds: seed 1 alone) is complete: one seed, no spread.
+    (longclip / "longclip_seed2.json").unlink()
+    quick = zoo.collect("longclip", tmp_path)["rows"][1]
+    assert quick["long_i2t"] == 25.5 and "long_i2t_std" not in quick and "seeds" not in quick
     (longclip / "base.json").write_text(json.dumps({"longtext/long_i2t_R@1": 1.0}))
     with pytest.raises(KeyError, match=r"base\.json has no metric 'longtext/long_t2i_R@1'"):
         zoo.collect("longclip", tmp_path)
@@ -104,3 +121,14 @@ def test_collect_reads_what_the_tools_write(tmp_path: Path) -> None:
     assert zoo.collect("moe", tmp_path)["rows"] == [
         {"method": "DMU MoE", "steps": 100, "i2t": 20.5, "t2i": 20.5, "activated_M": 9.43, "total_M": 10.28}
     ]
+
+
+def test_a_per_seed_step_runs_once_per_seed(tmp_path: Path) -> None:
+    steps = zoo.plan("longclip", tmp_path, quick=False)
+    assert len(steps) == 3 + 3 + 1  # train and test per seed, then the base CLIP's test once
+    for seed, step in zip(("1", "2", "3"), steps[:3]):
+        command = step()
+        assert command[1] == "tools/train.py"
+        assert command[command.index("--work-dir") + 1] == f"{tmp_path}/train_seed{seed}"
+        assert command[-1] == f"randomness.seed={seed}"
+    assert len(zoo.plan("longclip", tmp_path, quick=True)) == 1 + 1 + 1  # QuickSeeds: seed 1
