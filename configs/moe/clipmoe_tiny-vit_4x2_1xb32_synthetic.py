@@ -3,16 +3,17 @@
 #   python tools/dmu.py configs/moe/clipmoe_tiny-vit_4x2_1xb32_synthetic.py --compare   # + baselines, table
 #   python tools/dmu.py configs/moe/clipmoe_tiny-vit_4x2_1xb32_synthetic.py --compare --seeds 0 1 2 3 4
 # 4 experts, top-2, in the last block of each tower (the paper upcycles every block; one block keeps the
-# three-way comparison at ~2 minutes per seed on one CPU core). The paper's recipe shrunk to this
+# three-way comparison at a few minutes per seed on one CPU core). The paper's recipe shrunk to this
 # machine: 3 MLP stages of _mlp_iters steps with batches from one cluster (3 x 3 k-means per stage:
 # 9 -> 81 -> 729 labels), then _router_iters steps of router training. Learning rates are far larger than
 # the paper's (1e-5 / 1e-6 for ViT-L at batch 800 over an epoch of 1.2M pairs): the tiny CLIP barely moves
 # at 5e-4 in 25 steps; 2e-3 for the MLPs was chosen on the val split (docs/plugins/moe.md lists the settings
 # tried). Weight decay 0.2 on the MLPs as there.
 #
-# Result (--compare --seeds 0 1 2 3 4; test split, 1,000 pairs; mean ± sample std; 100 steps x 32 each):
-#   I->T R@1: base 5.70, dense MLP FT 5.54 ± 0.22, plain upcycling 5.32 ± 0.23, DMU 5.12 ± 0.48
-#   T->I R@1: base 4.20, dense MLP FT 5.70 ± 0.43, plain upcycling 5.38 ± 0.74, DMU 4.56 ± 0.31
+# Result (--compare --seeds 0 1 2 3 4; test split, 1,000 pairs; mean ± sample std; 100 steps x 32 each; the
+# model zoo's tiny CLIP build, docs/model-zoo.md):
+#   I->T R@1: base 7.30, dense MLP FT 7.92 ± 0.52, plain upcycling 7.98 ± 0.35, DMU 7.36 ± 0.32
+#   T->I R@1: base 8.30, dense MLP FT 9.16 ± 0.50, plain upcycling 9.42 ± 0.80, DMU 8.60 ± 0.57
 # DMU does NOT beat the baselines on this world (nor in any setting tried on val; docs/plugins/moe.md).
 _base_ = [
     "../_base_/models/contrastive_tiny-vit.py",

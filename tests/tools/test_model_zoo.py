@@ -49,11 +49,11 @@ def test_quick_prompt_run_produces_its_own_table_and_plot(tmp_path: Path, monkey
     assert results["prompt"]["source"] == str(work / "prompt")  # the run's outputs, not the recorded data
     with open(run_csv, newline="") as handle:
         runs = [r for r in csv.DictReader(handle) if r["seed"] != "mean"]
-    methods = ["zeroshot", "maple", "coop", "cocoop", "ivlp", "promptsrc"]
+    methods = ["zeroshot", "maple", "coop", "cocoop", "ivlp", "promptsrc", "vpt"]
     assert [r["method"].split("_")[0] for r in runs] == methods
     assert {r["seed"] for r in runs} == {"1"}  # --quick: one seed
     rows = results["prompt"]["rows"]
-    assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "CoCoOp", "IVLP", "PromptSRC"]
+    assert [r["method"] for r in rows] == ["zero-shot CLIP", "MaPLe", "CoOp", "CoCoOp", "IVLP", "PromptSRC", "VPT"]
     for row, run in zip(rows, runs):
         base, novel = float(run["base"]), float(run["novel"])
         assert row["base"] == pytest.approx(base, abs=0.005) and row["novel"] == pytest.approx(novel, abs=0.005)

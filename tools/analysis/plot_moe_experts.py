@@ -39,13 +39,15 @@ def plot(records: list[dict[str, Any]], out: Path, title: str = "") -> Path:
     if not records:
         raise ValueError("no MoE record to plot")
     layers = list(records[0]["layers"])
+    # One colour scale for every panel: a share of 1/E everywhere is routing that ignores the cluster.
+    top = max(max(map(max, r["layers"][layer]["cluster_usage"])) for r in records for layer in layers)
     fig, axes = plt.subplots(len(records), len(layers), figsize=(2.6 * len(layers), 2.4 * len(records)), squeeze=False)
     for row, record in enumerate(records):
         for col, layer in enumerate(layers):
             stats = record["layers"][layer]
             usage = np.asarray(stats["cluster_usage"])
             ax = axes[row][col]
-            ax.imshow(usage, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            image = ax.imshow(usage, vmin=0, vmax=top, cmap="viridis", aspect="auto")
             ax.set_title(f"{layer}: NMI {stats['nmi']:.2f}, dist {stats['expert_distance']:.2f}", fontsize=8)
             ax.set_xticks(range(usage.shape[1]))
             ax.set_yticks(range(usage.shape[0]))
@@ -57,6 +59,7 @@ def plot(records: list[dict[str, Any]], out: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    fig.colorbar(image, ax=axes, shrink=0.5, label="share of the cluster's routing slots")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
