@@ -111,7 +111,9 @@ def run_logged(
 
 
 def pip_install(args: list[str], what: str, log: Path) -> float:
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    # --no-compile: pip would byte-compile all ~12,000 modules of the environment one by one (about 30 s of
+    # one core for the core's, most of them never imported); Python compiles a module when it is first imported.
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", *args]
     return run_logged(cmd, what, log)
 
 
