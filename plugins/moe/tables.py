@@ -21,8 +21,8 @@ def _table_name(split: str) -> str:
     return "compare" if split == "test" else f"compare_{split}"
 
 
-def _markdown(title: str, cells: list[list[str]]) -> str:
-    lines = [title, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def _markdown(title: str, cells: list[list[str]], header: tuple[str, ...] = HEADER) -> str:
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines) + "\n"
 
@@ -48,6 +48,12 @@ def write_table(rows: list[dict[str, Any]], out: Path, split: str = "test") -> N
     print(text, flush=True)
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for one value)."""
+    array = np.array(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
 def aggregate(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per method: the mean and sample standard deviation (ddof=1; 0 for one seed) of each metric.
 
@@ -63,9 +69,8 @@ def aggregate(per_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]
         row = {k: first.get(k) for k in ("method", "split", "pairs", "steps", "samples", "activated", "total")}
         row["seeds"] = " ".join(map(str, seeds))
         for metric in METRICS:
-            values = np.array([per_seed[s][i][metric] for s in seeds], dtype=np.float64)
-            row[f"{metric}_mean"] = float(values.mean())
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            values = [per_seed[s][i][metric] for s in seeds]
+            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(values)
             row[f"{metric}_seeds"] = " ".join(f"{v:.2f}" for v in values)
         out.append(row)
     return out
@@ -120,22 +125,19 @@ def write_specialisation(per_seed: dict[int, list[dict[str, Any]]], out: Path) -
         for layer in first["layers"]:
             row: dict[str, Any] = {"method": first["method"], "layer": layer, "seeds": seeds}
             for stat in SPECIALISATION_STATS:
-                values = np.array([per_seed[s][i]["layers"][layer][stat] for s in seeds], dtype=np.float64)
-                row[stat] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+                row[stat] = _mean_std([per_seed[s][i]["layers"][layer][stat] for s in seeds])
             rows.append(row)
-    lines = [
+    title = (
         f"Expert specialisation over the training set, by its stage-0 clusters: mean ± sample std over seeds "
         f"{' '.join(map(str, seeds))}. Entropies are over log E (1 = uniform); NMI 0 = the first expert "
         "ignores the cluster, 1 = the cluster decides it; expert distance = mean pairwise ||w_i - w_j|| "
-        "/ mean ||w_i||.",
-        "",
-        "| " + " | ".join(SPECIALISATION_HEADER) + " |",
-        "|" + "---|" * len(SPECIALISATION_HEADER),
+        "/ mean ||w_i||."
+    )
+    cells = [
+        [row["method"], row["layer"], *(f"{row[s][0]:.3f} ± {row[s][1]:.3f}" for s in SPECIALISATION_STATS)]
+        for row in rows
     ]
-    for row in rows:
-        stats = [f"{row[s][0]:.3f} ± {row[s][1]:.3f}" for s in SPECIALISATION_STATS]
-        lines.append("| " + " | ".join([row["method"], row["layer"], *stats]) + " |")
-    text = "\n".join(lines) + "\n"
+    text = _markdown(title, cells, SPECIALISATION_HEADER)
     (out / "specialisation.md").write_text(text)
     print(text, flush=True)
     return rows
