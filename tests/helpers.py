@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,6 +28,44 @@ SMALL_WORLD = dict(
 )
 
 
+def free_port() -> int:
+    """A TCP port for one distributed run's rendezvous, free when chosen and chosen afresh for every run.
+
+    It lies below the kernel's ephemeral range (``ip_local_port_range``), so no connection of a concurrent
+    test takes it as its own local port between this choice and torchrun's bind, and at random, so that
+    concurrent tests seldom choose the same one; :func:`run_distributed` retries the rare collision.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    while True:
+        port = random.randrange(20000, max(low, 20001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def run_distributed(cmd: list[str], env: dict, timeout: float = 600) -> str:
+    """Run a ``tools/dist_train.sh`` command on a fresh :func:`free_port`; returns its log.
+
+    A port taken between its choice and torchrun's bind fails the rendezvous with EADDRINUSE before any
+    training: that run is retried on a new port (twice at most). Any other failure fails the test.
+    """
+    for _ in range(3):
+        port = dict(MASTER_PORT=str(free_port()))
+        done = subprocess.run(cmd, env=env | port, capture_output=True, text=True, timeout=timeout)
+        log = done.stdout + done.stderr
+        if done.returncode == 0 or "EADDRINUSE" not in log:
+            break
+    assert done.returncode == 0, log[-4000:]
+    assert "Distributed training: True" in log
+    return log
+
+
 def train_single_and_ddp(
     tmp_path: Path, config_text: Callable[[int], str], data_root: Path, global_batch: int
 ) -> dict[str, tuple[Path, str]]:
@@ -36,7 +76,7 @@ def train_single_and_ddp(
     only the second was distributed. Returns ``{"single"|"ddp": (work_dir, log)}``.
     """
     env = dict(os.environ, CLIPADAPT_DATA=str(data_root), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    env |= dict(PYTHON=sys.executable, MASTER_PORT=str(29000 + os.getpid() % 2000))
+    env |= dict(PYTHON=sys.executable)
     runs = {}
     for name, procs in (("single", 1), ("ddp", 2)):
         config = tmp_path / f"{name}.py"
@@ -44,12 +84,13 @@ def train_single_and_ddp(
         work_dir = tmp_path / name
         if procs == 1:
             cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--work-dir", str(work_dir)]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            log = done.stdout + done.stderr
+            assert done.returncode == 0, log[-4000:]
+            assert "Distributed training: True" not in log
         else:
             cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), str(procs), "--work-dir", str(work_dir)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        log = done.stdout + done.stderr
-        assert done.returncode == 0, log[-4000:]
-        assert ("Distributed training: True" in log) == (procs > 1)
+            log = run_distributed(cmd, env)
         runs[name] = (work_dir, log)
     return runs
 

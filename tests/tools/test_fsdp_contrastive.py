@@ -19,8 +19,6 @@ the fp32 run within bf16's rounding (eps 2^-8).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
-from tests.helpers import initial_state
+from tests.helpers import initial_state, run_distributed
 from tests.tools.test_ddp_contrastive import CLIP_CONFIG, CONFIG, WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,20 +41,13 @@ def dist_train(tmp_path: Path, name: str, text: str, env: dict, *extra: str) -> 
     config.write_text(text)
     work_dir = tmp_path / name
     cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), "2", "--work-dir", str(work_dir), *extra]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-4000:]
-    assert "Distributed training: True" in log
-    return work_dir, log
+    return work_dir, run_distributed(cmd, env)
 
 
 def dist_env(tmp_path: Path, world: Path) -> dict:
-    """The environment of the runs; a free port, so that concurrent test sessions never meet in one rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    """The environment of the runs (each run gets a port of its own from :func:`run_distributed`)."""
     env = dict(os.environ, CLIPADAPT_DATA=str(world), CLIPADAPT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    return env | dict(PYTHON=sys.executable, MASTER_PORT=str(port))
+    return env | dict(PYTHON=sys.executable)
 
 
 def load(path: Path) -> dict:

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from clipadapt.datasets.synthetic import ensure_synthetic_world
+from tests.helpers import free_port
 from tests.tools.test_fsdp_contrastive import dist_env, dist_train, load
 from tests.tools.test_kill_resume import SMALL, WORLD
 
@@ -92,8 +93,9 @@ def test_kill_at_a_random_moment_then_resume(setup):
     config, work_dir = root / "killed.py", root / "killed"
     config.write_text(CONFIG)
     cmd = ["bash", str(ROOT / "tools" / "dist_train.sh"), str(config), "2", "--work-dir", str(work_dir)]
+    port = dict(MASTER_PORT=str(free_port()))
     with open(root / "killed.log", "w") as handle:
-        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env | port, stdout=handle, stderr=subprocess.STDOUT)
     pointer, start = work_dir / "last_checkpoint", time.monotonic()
     while not pointer.is_file():
         assert proc.poll() is None, (root / "killed.log").read_text()[-3000:]

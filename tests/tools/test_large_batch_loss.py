@@ -17,7 +17,6 @@ size applied twice) is off by 50 % or more.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from clipadapt.tasks import clip_loss
 from clipadapt.tasks.losses_distributed import large_batch_clip_loss, local_clip_loss_sum
+from tests.helpers import free_port
 
 SIZES = (3, 5)
 DIM = 16
@@ -99,17 +99,11 @@ def _worker(rank: int, port: int, results: dict) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks() -> dict:
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), results), nprocs=len(SIZES), join=True)
+        mp.spawn(_worker, args=(free_port(), results), nprocs=len(SIZES), join=True)
         return dict(results)
 
 
