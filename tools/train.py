@@ -13,6 +13,7 @@ and its symbolic paths are resolved: ``synthetic://`` generates the synthetic wo
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         except BaseException:
             _close_process_group(wait_for_ranks=False)  # the other ranks may never reach a barrier
             raise
+        del runner  # see _close_process_group: the model's DDP reducer holds the process group
         _close_process_group(wait_for_ranks=True)
 
 
@@ -107,9 +109,13 @@ def _close_process_group(wait_for_ranks: bool) -> None:
 
     Left to interpreter shutdown, gloo's worker threads are destroyed while still joinable, which
     aborts a rank at exit ("terminate called without an active exception") after a successful run.
+    Destroying the group is not enough on its own: the runner lives in reference cycles, and its DDP
+    wrapper's reducer keeps the gloo backend alive until a garbage collection, which without the one
+    here would come during interpreter shutdown (seen once in a run of the test suite).
     """
     import torch.distributed as dist
 
+    gc.collect()  # the runner's cycles, with the reducer and its hold on the backend, go now
     if dist.is_available() and dist.is_initialized():
         if wait_for_ranks:
             dist.barrier()
