@@ -41,7 +41,7 @@ quickstart: $(CORE)
 	$(PY) tools/quickstart.py
 
 test: $(DEV) $(DOCS) $(MMDET)
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q --durations=15
 
 bench: $(CORE)
 	$(PY) tools/benchmark.py
