@@ -75,6 +75,20 @@ def test_the_build_ticker_counts_ninja_steps(tmp_path):
     assert bootstrap.duration(42) == "42 s" and bootstrap.duration(185) == "3 min 05 s"
 
 
+def test_the_hot_modules_leave_bytecode_even_where_python_writes_none(tmp_path, monkeypatch):
+    """With PYTHONDONTWRITEBYTECODE set (many CI images), only this step leaves bytecode for later processes."""
+    bootstrap = load_tool("bootstrap")
+    for package in ("hot", "pulled_in", "cold"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("import pulled_in\n" if package == "hot" else "X = 1\n")
+    monkeypatch.setattr(bootstrap, "HOT_MODULES", {"core": ["hot"]})
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    bootstrap.byte_compile("core", tmp_path / "install.log")
+    for package, compiled in (("hot", True), ("pulled_in", True), ("cold", False)):
+        assert (tmp_path / package / "__pycache__").is_dir() == compiled, package
+
+
 def test_mmcv_with_compiled_ops_and_mmdet_are_installed():
     """What `make test` must leave behind: mmcv's compiled ops run, at the pinned versions."""
     import mmcv
