@@ -50,7 +50,8 @@ def free_port() -> int:
 
 
 def run_distributed(cmd: list[str], env: dict, timeout: float = 600) -> str:
-    """Run a ``tools/dist_train.sh`` command on a fresh :func:`free_port`; returns its log.
+    """Run a distributed command on a fresh :func:`free_port` (``MASTER_PORT``, which ``tools/dist_train.sh``
+    passes to torchrun; a bare ``torch.distributed.run`` picks its own); returns its log.
 
     A port taken between its choice and torchrun's bind fails the rendezvous with EADDRINUSE before any
     training: that run is retried on a new port (twice at most). Any other failure fails the test.

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = {"core": "", "dev": "[dev]", "docs": "[docs]"}
 # What nearly every clipadapt process imports; importing it once after the core install leaves the bytecode of
 # everything it pulls in (torch alone pulls in sympy, triton's stubs and more; see byte_compile).
-HOT_MODULES = {"core": ["torch", "torchvision", "mmengine.runner", "open_clip", "clipadapt", "matplotlib.pyplot"]}
+HOT_MODULES = ["torch", "torchvision", "mmengine.runner", "open_clip", "clipadapt", "matplotlib.pyplot"]
 TICK_SECONDS = 30.0
 NINJA_STEP = re.compile(rb"^\s*\[(\d+)/(\d+)\]", re.M)
 
@@ -120,19 +120,19 @@ def pip_install(args: list[str], what: str, log: Path) -> float:
     return run_logged(cmd, what, log)
 
 
-def byte_compile(part: str, log: Path) -> float:
-    """Import ``HOT_MODULES[part]`` once with bytecode writing on; returns the seconds it took.
+def byte_compile(log: Path) -> float:
+    """Import ``HOT_MODULES`` once with bytecode writing on (after the core install); returns the seconds it took.
 
     pip's compile step is off (``--no-compile``: all ~12,000 modules, one at a time, ~30 s), and Python
     compiles a module when it is first imported and caches the result, except where
     ``PYTHONDONTWRITEBYTECODE`` is set, as in many CI images and containers. There every process compiled
-    torch and the rest again, ~4 s of CPU each, and the test suite, which starts hundreds of processes,
+    torch and the rest again, ~6 s of CPU each, and the test suite, which starts hundreds of processes,
     took twice as long. One import here writes the bytecode of exactly the modules such a process loads.
     """
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"MPLBACKEND": "Agg"}
-    what = f"byte-compiling what every run imports ({', '.join(HOT_MODULES[part])})"
-    return run_logged([sys.executable, "-c", code, *HOT_MODULES[part]], what, log, env=env)
+    what = f"byte-compiling what every run imports ({', '.join(HOT_MODULES)})"
+    return run_logged([sys.executable, "-c", code, *HOT_MODULES], what, log, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         what = f"the [{args.extra}] extra"
     pip_install(["-e", f"{ROOT}{EXTRAS[args.extra]}"], what, log)
-    if args.extra in HOT_MODULES:
-        byte_compile(args.extra, log)
+    if args.extra == "core":
+        byte_compile(log)
     return 0
 
 

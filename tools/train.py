@@ -115,8 +115,8 @@ def _close_process_group(wait_for_ranks: bool) -> None:
     """
     import torch.distributed as dist
 
-    gc.collect()  # the runner's cycles, with the reducer and its hold on the backend, go now
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # the runner's cycles, with the reducer and its hold on the backend, go now
         if wait_for_ranks:
             dist.barrier()
         dist.destroy_process_group()

@@ -81,10 +81,10 @@ def test_the_hot_modules_leave_bytecode_even_where_python_writes_none(tmp_path, 
     for package in ("hot", "pulled_in", "cold"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("import pulled_in\n" if package == "hot" else "X = 1\n")
-    monkeypatch.setattr(bootstrap, "HOT_MODULES", {"core": ["hot"]})
+    monkeypatch.setattr(bootstrap, "HOT_MODULES", ["hot"])
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    bootstrap.byte_compile("core", tmp_path / "install.log")
+    bootstrap.byte_compile(tmp_path / "install.log")
     for package, compiled in (("hot", True), ("pulled_in", True), ("cold", False)):
         assert (tmp_path / package / "__pycache__").is_dir() == compiled, package
 
